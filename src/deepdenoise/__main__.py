@@ -1,0 +1,5 @@
+import sys
+
+from deepdenoise.cli import main
+
+sys.exit(main())

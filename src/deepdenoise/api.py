@@ -1,0 +1,100 @@
+"""The library's front door: ``denoise()`` on NumPy arrays and torch tensors.
+
+Float arrays are taken in [0, 1] (as scikit-image does); uint8/uint16 arrays are scaled and the
+result comes back in the dtype it came in. Gray images are [H, W]; colour [H, W, 3] (a torch
+tensor may be [C, H, W] or [B, C, H, W]).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepdenoise.errors import InputError, ModelError
+from deepdenoise.hub import load_model, shipped_models
+from deepdenoise.inference import DEFAULT_TILE, apply_model
+from deepdenoise.noise import estimate_sigma
+
+DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
+DEFAULT_COLOR = ("default_color",)
+
+
+@lru_cache(maxsize=8)
+def get_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    return load_model(name)
+
+
+def resolve_model_name(name: str | None, color: bool) -> str:
+    if name:
+        return name
+    shipped = shipped_models()
+    for candidate in (DEFAULT_COLOR if color else ()) + DEFAULT_GRAY:
+        if candidate in shipped:
+            return candidate
+    raise ModelError("no shipped model found in this installation")
+
+
+def _check_sigma(sigma: float | None) -> None:
+    if sigma is not None and not (0 <= float(sigma) <= 255):
+        raise InputError(f"sigma must be between 0 and 255 (got {sigma})")
+
+
+def denoise(
+    image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
+    tile: int | None = DEFAULT_TILE, return_info: bool = False,
+) -> Any:
+    """Denoise an image array; returns the same type, shape and dtype.
+
+    sigma: noise level on the 0-255 scale, or None to estimate it (blind models ignore it).
+    model: a shipped name ('default', 'default_color', 'dncnn_s_sigma25'), a weight path, or a module.
+    """
+    _check_sigma(sigma)
+    if isinstance(image, torch.Tensor):
+        t = image.detach().float().cpu()
+        shape = t.shape
+        if t.ndim == 4:
+            outs = [denoise(t[i], sigma, model, tile) for i in range(t.shape[0])]
+            return torch.stack(outs).to(image.dtype)
+        arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
+        res = denoise(arr, sigma, model, tile, return_info)
+        out_arr, info = res if return_info else (res, None)
+        out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
+        out = out.reshape(shape).to(image.dtype)
+        return (out, info) if return_info else out
+    a = np.asarray(image)
+    dtype = a.dtype
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3) or a.size == 0:
+        raise InputError(f"expected a [H, W] or [H, W, 3] image, got shape {image.shape}")
+    if dtype == np.uint8:
+        x = a.astype(np.float32) / 255.0
+    elif dtype == np.uint16:
+        x = a.astype(np.float32) / 65535.0
+    elif dtype.kind == "f":
+        if not np.all(np.isfinite(a)):
+            raise InputError("image contains NaN or infinite values")
+        x = a.astype(np.float32)
+    else:
+        raise InputError(f"unsupported array dtype {dtype}")
+    color = x.ndim == 3
+    if isinstance(model, nn.Module):
+        net, name = model.eval(), type(model).__name__
+    else:
+        name = resolve_model_name(model, color)
+        net, _ = get_model(name)
+    used_sigma = sigma if sigma is not None else estimate_sigma(x)
+    den = apply_model(net, x, used_sigma, tile)
+    if dtype == np.uint8:
+        result: np.ndarray = np.round(np.clip(den, 0, 1) * 255).astype(np.uint8)
+    elif dtype == np.uint16:
+        result = np.round(np.clip(den, 0, 1) * 65535).astype(np.uint16)
+    else:
+        result = den.astype(dtype)
+    result = result.reshape(np.asarray(image).shape)
+    info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None}
+    return (result, info) if return_info else result

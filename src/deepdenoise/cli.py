@@ -1,0 +1,239 @@
+"""Command-line interface: each subcommand is a thin call into the library.
+
+User errors print one line (``deepdenoise: error: ...``) and exit with a documented code:
+2 usage/config, 3 bad input, 4 output problem, 5 model problem, 1 some files of a folder failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from deepdenoise.errors import DeepDenoiseError
+
+
+def _sigma(value: str) -> float:
+    try:
+        s = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sigma must be a number, got '{value}'") from None
+    if not 0 <= s <= 255:
+        raise argparse.ArgumentTypeError(f"sigma must be between 0 and 255, got {value}")
+    return s
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from deepdenoise.data.patches import PatchConfig, prepare_patches
+
+    counts = prepare_patches(a.root, a.out, PatchConfig(seed=a.seed, color=a.color), force=a.force)
+    print(f"train patches: {counts['train']}")
+    print(f"test patches: {counts['test']}")
+    return 0
+
+
+def cmd_download(a: argparse.Namespace) -> int:
+    from deepdenoise.data.download import download_bsds500
+
+    root = download_bsds500(a.out, url=a.url, sha256=a.sha256)
+    print(f"BSDS500 ready at {root}")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from deepdenoise.config import TrainConfig
+    from deepdenoise.train import train
+
+    if a.resume:
+        cfg = TrainConfig.from_yaml(Path(a.resume) / "config.yaml")
+    else:
+        cfg = TrainConfig.from_yaml(a.config) if a.config else TrainConfig()
+    for key in ("model", "data", "epochs", "batch_size", "lr", "sigma", "sigma_max", "out", "device",
+                "val_limit", "max_minutes", "steps_per_epoch", "seed", "data_mode", "loss",
+                "precise_bn_batches"):
+        val = getattr(a, key, None)
+        if val is not None:
+            setattr(cfg, key, val)
+    if a.resume:
+        cfg.out = a.resume
+    if a.no_amp:
+        cfg.amp = False
+    command = "deepdenoise " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    summary = train(cfg, resume=bool(a.resume), progress=not a.quiet, command=command)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from deepdenoise.api import resolve_model_name
+    from deepdenoise.evaluate import evaluate_dataset, evaluate_patches, format_table, write_json
+    from deepdenoise.hub import load_model
+
+    name = a.model or resolve_model_name(None, color=False)
+    model, meta = load_model(name)
+    sigmas = a.sigma or [15.0, 25.0, 50.0]
+    results = []
+    for ds in a.dataset or []:
+        results += evaluate_dataset(model, ds, sigmas, seed=a.seed, limit=a.limit, blind_sigma=a.blind)
+    if a.patches:
+        results += evaluate_patches(model, a.patches, sigmas, limit=a.limit)
+    if not results:
+        raise DeepDenoiseError("nothing to evaluate: give --dataset and/or --patches")
+    print(f"model: {name}")
+    print(format_table(results))
+    if a.json:
+        for r in results:
+            r["model"] = name
+        protocol = "float AWGN (seed + image index), unclipped; PSNR of the output clipped to [0, 1]"
+        write_json(a.json, results, {"model": name, "architecture": meta.get("architecture"),
+                                     "seed": a.seed, "protocol": protocol})
+    return 0
+
+
+def cmd_denoise(a: argparse.Namespace) -> int:
+    from deepdenoise.pipeline import denoise_path
+
+    return denoise_path(a.input, a.output, sigma=a.sigma, model=a.model, overwrite=a.overwrite,
+                        tile=a.tile, gray=a.gray)
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from deepdenoise.hub import read_meta, shipped_models
+
+    for name, path in shipped_models().items():
+        meta = read_meta(path)
+        tr = meta.get("training", {})
+        evals = meta.get("evaluation", {})
+        line = f"{name:<18} {meta['architecture']:<6} epochs={tr.get('epochs', '?')}"
+        for k, v in evals.items():
+            line += f"  {k}={v:.2f}"
+        print(line)
+    return 0
+
+
+def cmd_figures(a: argparse.Namespace) -> int:
+    from deepdenoise.hub import load_model
+    from deepdenoise.plots import make_figures
+
+    model, _ = load_model(a.model)
+    res = make_figures(model, a.dataset, a.out, a.sigma, a.patches, a.limit, label=str(a.model))
+    for f in res["files"]:
+        print(f)
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from deepdenoise.report import build_report
+
+    ref = Path(a.reference) if a.reference else None
+    cds = Path(a.color_dataset) if a.color_dataset else None
+    build_report(Path(a.out), Path(a.dataset), cds, Path(a.patches), Path(a.runs), ref, a.limit)
+    print(a.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepdenoise", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="extract the mission's 40x40 patch sets from BSDS500")
+    s.add_argument("root", help="BSDS500 folder with {train,val,test}/*.jpg")
+    s.add_argument("--out", default="data/patches")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--color", action="store_true", help="RGB patches (train_color.npy, test_color.npy)")
+    s.add_argument("--force", action="store_true", help="rebuild even if the cache matches")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("download", help="download a dataset (bsds500) with checksum verification")
+    s.add_argument("name", choices=["bsds500"])
+    s.add_argument("--out", default="data/BSDS500")
+    s.add_argument("--url", default=None)
+    s.add_argument("--sha256", default=None, help="expected archive SHA-256 (optional)")
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("train", help="train a model (mission recipe by default)")
+    s.add_argument("--config", help="YAML recipe (configs/*.yaml)")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    s.add_argument("--model")
+    s.add_argument("--data")
+    s.add_argument("--data-mode", dest="data_mode", choices=["patches", "images"])
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int)
+    s.add_argument("--batch-size", dest="batch_size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--loss", choices=["mse", "l1"])
+    s.add_argument("--sigma", type=_sigma)
+    s.add_argument("--sigma-max", dest="sigma_max", type=_sigma)
+    s.add_argument("--val-limit", dest="val_limit", type=int)
+    s.add_argument("--max-minutes", dest="max_minutes", type=float)
+    s.add_argument("--precise-bn", dest="precise_bn_batches", type=int,
+                   help="re-estimate batch-norm statistics over N batches at the end of training")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device")
+    s.add_argument("--out")
+    s.add_argument("--no-amp", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="PSNR/SSIM of a model on datasets at given noise levels")
+    s.add_argument("--model", help="shipped name, .safetensors path, run folder, or official .mat")
+    s.add_argument("--dataset", nargs="+", help="folder(s) of clean images, e.g. ../shared/data/BSD68")
+    s.add_argument("--patches", help="test patches .npy (from prepare)")
+    s.add_argument("--sigma", type=_sigma, nargs="+")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int)
+    s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma")
+    s.add_argument("--json")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("denoise", help="denoise an image file (or a folder)")
+    s.add_argument("input")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--sigma", type=_sigma, help="noise level (0-255); estimated when omitted")
+    s.add_argument("--model")
+    s.add_argument("--gray", action="store_true", help="process colour images as luminance")
+    s.add_argument("--tile", type=int, default=512)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_denoise)
+
+    s = sub.add_parser("figures", help="write the mission's three figures (PNG)")
+    s.add_argument("--out", default="figs")
+    s.add_argument("--model", default="dncnn_s_sigma25")
+    s.add_argument("--dataset", default="../shared/data/BSD68")
+    s.add_argument("--patches", default="data/patches/test.npy")
+    s.add_argument("--sigma", type=_sigma, default=25.0)
+    s.add_argument("--limit", type=int, default=10, help="images for the PSNR-vs-sigma curve")
+    s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("report", help="regenerate docs/results.md")
+    s.add_argument("--out", default="docs/results.md")
+    s.add_argument("--dataset", default="../shared/data/BSD68")
+    s.add_argument("--color-dataset", dest="color_dataset", default="../shared/data/CBSD68")
+    s.add_argument("--patches", default="data/patches")
+    s.add_argument("--runs", default="runs")
+    s.add_argument("--reference", default="../shared/reference-weights")
+    s.add_argument("--limit", type=int)
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("models", help="list the shipped models")
+    s.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DeepDenoiseError as exc:
+        print(f"deepdenoise: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("deepdenoise: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: patch extraction (``prepare``), the BSDS500 download, and training batch sources."""

@@ -1,0 +1,242 @@
+"""Reading and writing images without losing data.
+
+Images come in as float32 arrays in [0, 1] ([H, W] gray or [H, W, 3] colour) plus what is needed
+to write the result back the way it came: bit depth, alpha, ICC profile. Writes are atomic (a
+temporary file in the target folder, then a rename) and never clobber an existing file unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepdenoise.errors import InputError, OutputError
+
+MAX_PIXELS = 200_000_000  # decompression-bomb guard, ~4x a 48 MP photo
+READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm"}
+
+
+@dataclass
+class ImageData:
+    pixels: np.ndarray  # float32 [H, W] or [H, W, 3] in [0, 1]
+    bit_depth: int = 8  # 8, 16, or 32 (float)
+    alpha: np.ndarray | None = None  # float32 [H, W] in [0, 1]
+    icc: bytes | None = None
+    format: str = "PNG"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_color(self) -> bool:
+        return self.pixels.ndim == 3
+
+
+def _read_tiff(path: Path) -> ImageData:
+    import tifffile
+
+    arr = tifffile.imread(str(path))
+    if arr.size == 0:
+        raise InputError(f"{path}: image has zero size")
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar [C, H, W] -> [H, W, C]
+    return _from_array(arr, "TIFF", str(path))
+
+
+def _from_array(arr: np.ndarray, fmt: str, name: str) -> ImageData:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise InputError(f"{name}: unsupported image shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        bits, data = 8, arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        bits, data = 16, arr.astype(np.float32) / 65535.0
+    elif arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{name}: image contains NaN or infinite values")
+        bits, data = 32, arr.astype(np.float32)
+    else:
+        raise InputError(f"{name}: unsupported pixel type {arr.dtype}")
+    alpha = None
+    if data.ndim == 3 and data.shape[2] in (2, 4):
+        alpha, data = data[:, :, -1].copy(), data[:, :, :-1]
+        if data.shape[2] == 1:
+            data = data[:, :, 0]
+    return ImageData(np.ascontiguousarray(data), bits, alpha, None, fmt)
+
+
+def read_image(path: str | Path) -> ImageData:
+    """Read an image file; raise :class:`InputError` with a one-line reason if it is not one."""
+    from PIL import Image, ImageOps
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an image file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    if p.suffix.lower() in (".tif", ".tiff"):
+        try:
+            return _read_tiff(p)
+        except InputError:
+            raise
+        except Exception as exc:  # tifffile raises many types for broken files
+            raise InputError(f"{p}: cannot read TIFF ({type(exc).__name__}: {exc})") from None
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(p) as im:
+            fmt = im.format or "PNG"
+            icc = im.info.get("icc_profile")
+            im.load()
+            return _from_pil(ImageOps.exif_transpose(im), fmt, icc, str(p))
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(f"{p}: image exceeds the pixel limit of {MAX_PIXELS} pixels") from None
+    except Exception as exc:
+        raise InputError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _from_pil(im, fmt: str, icc: bytes | None, name: str) -> ImageData:  # type: ignore[no-untyped-def]
+    notes: list[str] = []
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im)
+        data = ImageData(np.clip(arr.astype(np.float32) / 65535.0, 0, 1), 16, None, icc, fmt)
+        return data
+    if mode == "F":
+        return _from_array(np.asarray(im, dtype=np.float32), fmt, name)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        notes.append("palette image converted to RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode == "CMYK":
+        im = im.convert("RGB")
+        notes.append("CMYK converted to RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    data = _from_array(np.asarray(im), fmt, name)
+    data.icc = icc
+    data.notes = notes
+    return data
+
+
+def _atomic_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
+    if not path.parent.exists():
+        raise OutputError(f"{path.parent}: output folder does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"{path.parent}: output folder is not writable")
+
+
+def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> None:
+    """Write ``image`` atomically; the format follows the suffix, the bit depth follows the input."""
+    p = Path(path)
+    _atomic_target(p, overwrite)
+    suffix = p.suffix.lower()
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        _encode(Path(tmp), suffix, image)
+        if overwrite:
+            os.replace(tmp, p)
+        else:
+            os.link(tmp, p)  # fails if p appeared meanwhile: never clobber
+            os.unlink(tmp)
+    except FileExistsError:
+        os.unlink(tmp)
+        raise OutputError(f"{p}: already exists (use --overwrite to replace it)") from None
+    except OutputError:
+        os.unlink(tmp)
+        raise
+    except Exception as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OutputError(f"{p}: cannot write ({type(exc).__name__}: {exc})") from None
+
+
+def _quantize(a: np.ndarray, bits: int) -> np.ndarray:
+    a = np.clip(a, 0.0, 1.0)
+    if bits == 16:
+        return np.round(a * 65535.0).astype(np.uint16)
+    return np.round(a * 255.0).astype(np.uint8)
+
+
+def _encode(tmp: Path, suffix: str, image: ImageData) -> None:
+    from PIL import Image
+
+    px = image.pixels
+    if image.alpha is not None:
+        px = np.concatenate([px if px.ndim == 3 else px[:, :, None], image.alpha[:, :, None]], axis=2)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        out = px.astype(np.float32) if image.bit_depth == 32 else _quantize(px, image.bit_depth)
+        photometric = "rgb" if out.ndim == 3 and out.shape[2] >= 3 else "minisblack"
+        extra: dict[str, Any] = {"extrasamples": ["unassalpha"]} if image.alpha is not None else {}
+        tifffile.imwrite(str(tmp), out, photometric=photometric, iccprofile=image.icc, **extra)
+        return
+    if suffix not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+        raise OutputError(f"unsupported output format '{suffix}' (use .png, .tif, .jpg, .webp or .bmp)")
+    bits = 16 if (image.bit_depth >= 16 and suffix == ".png") else 8
+    q = _quantize(px, bits)
+    if bits == 16 and q.ndim == 3:
+        # Pillow cannot write 16-bit colour PNG; OpenCV-free fallback: write via imageio-like path
+        _write_png16_color(tmp, q)
+        return
+    im = Image.fromarray(q)  # uint8 -> L/RGB(A), uint16 gray -> I;16
+    if suffix in (".jpg", ".jpeg") and im.mode in ("RGBA", "LA"):
+        im = im.convert(im.mode[:-1])
+    kwargs: dict[str, object] = {}
+    if image.icc and suffix in (".png", ".jpg", ".jpeg", ".webp"):
+        kwargs["icc_profile"] = image.icc
+    if suffix in (".jpg", ".jpeg", ".webp"):
+        kwargs["quality"] = 95
+    im.save(tmp, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix, suffix[1:].upper()), **kwargs)
+
+
+def _write_png16_color(tmp: Path, q: np.ndarray) -> None:
+    """Minimal 16-bit RGB(A) PNG encoder (zlib), since Pillow writes only 8-bit colour."""
+    import struct
+    import zlib
+
+    h, w, c = q.shape
+    color_type = {3: 2, 4: 6}[c]
+    raw = q.astype(">u2").reshape(h, w * c)
+    rows = b"".join(b"\x00" + raw[i].tobytes() for i in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    with open(tmp, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 6)))
+        f.write(chunk(b"IEND", b""))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (deterministic order)."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise InputError(f"{p}: not a folder")
+    return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in READ_SUFFIXES)
+
+
+def load_gray_or_color(path: Path, color: bool) -> np.ndarray:
+    """Load a dataset image as float32 [H, W] (gray, ITU-R 601 luma) or [H, W, 3]."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB" if color else "L"), dtype=np.float32) / 255.0

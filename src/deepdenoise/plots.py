@@ -1,0 +1,142 @@
+"""The mission's figures (and the training curve), as PNG files.
+
+1. ``comparison.png``: clean / noisy / denoised side by side, PSNR in the titles;
+2. ``patches.png``: a grid of noisy vs denoised test patches;
+3. ``psnr_vs_sigma.png``: PSNR of the noisy and the denoised images against sigma 5..75.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from deepdenoise.evaluate import evaluate_images, load_dataset, model_denoiser
+from deepdenoise.inference import apply_model
+from deepdenoise.metrics import psnr
+from deepdenoise.noise import add_noise_numpy
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _show(ax, img: np.ndarray, title: str) -> None:  # type: ignore[no-untyped-def]
+    ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+def comparison_figure(model: nn.Module, images: list[np.ndarray], names: list[str], sigma: float,
+                      out: Path, seed: int = 0) -> list[dict[str, Any]]:
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(images), 3, figsize=(12, 3.2 * len(images)), squeeze=False)
+    rows = []
+    for i, (clean, name) in enumerate(zip(images, names)):
+        noisy = add_noise_numpy(clean, sigma, seed + i)
+        den = apply_model(model, noisy, sigma)
+        pn, pd = psnr(noisy, clean), psnr(den, clean)
+        _show(axes[i, 0], clean, f"{name}: ground truth")
+        _show(axes[i, 1], noisy, f"noisy (sigma {sigma:g}): {pn:.2f} dB")
+        _show(axes[i, 2], den, f"denoised: {pd:.2f} dB")
+        rows.append({"image": name, "psnr_noisy": pn, "psnr_denoised": pd})
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return rows
+
+
+def patch_figure(model: nn.Module, patches: np.ndarray, sigma: float, out: Path, seed: int = 0) -> None:
+    """patches: float [N, P, P] or [N, P, P, 3]; rows: clean, noisy, denoised."""
+    plt = _pyplot()
+    n = len(patches)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.4), squeeze=False)
+    for j, clean in enumerate(patches):
+        noisy = add_noise_numpy(clean, sigma, seed + j)
+        den = apply_model(model, noisy, sigma)
+        _show(axes[0, j], clean, "clean")
+        _show(axes[1, j], noisy, f"{psnr(noisy, clean):.1f} dB")
+        _show(axes[2, j], den, f"{psnr(den, clean):.1f} dB")
+    axes[0, 0].set_ylabel("clean")
+    fig.suptitle(f"test patches: clean / noisy (sigma {sigma:g}) / denoised, PSNR per patch")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def sigma_curve(model: nn.Module, images: list[np.ndarray], names: list[str], sigmas: list[float],
+                seed: int = 0) -> list[dict[str, float]]:
+    den = model_denoiser(model)
+    rows = []
+    for s in sigmas:
+        scores = evaluate_images(den, images, names, s, seed, with_ssim=False)
+        rows.append({"sigma": s, "psnr_noisy": float(np.mean([r.psnr_noisy for r in scores])),
+                     "psnr_denoised": float(np.mean([r.psnr_denoised for r in scores]))})
+    return rows
+
+
+def sigma_figure(rows: list[dict[str, float]], out: Path, label: str, train_sigma: str = "") -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    s = [r["sigma"] for r in rows]
+    ax.plot(s, [r["psnr_noisy"] for r in rows], "o-", label="noisy input")
+    ax.plot(s, [r["psnr_denoised"] for r in rows], "s-", label=f"denoised ({label})")
+    ax.set_xlabel("noise level sigma (0-255 scale)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"PSNR against noise level{train_sigma}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def training_curve(log_csv: Path, out: Path, title: str = "training") -> None:
+    plt = _pyplot()
+    with open(log_csv) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val_psnr")]
+    fig, ax1 = plt.subplots(figsize=(7, 4.5))
+    ep = [float(r["epoch"]) for r in rows]
+    ax1.plot(ep, [float(r["val_psnr"]) for r in rows], "o-", color="C0", label="test-patch PSNR")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("PSNR on test patches (dB)", color="C0")
+    ax2 = ax1.twinx()
+    ax2.plot(ep, [float(r["loss"]) for r in rows], "s--", color="C1", label="training loss")
+    ax2.set_ylabel("training loss", color="C1")
+    ax2.set_yscale("log")
+    ax1.set_title(title)
+    ax1.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def make_figures(model: nn.Module, dataset: str | Path, out: str | Path, sigma: float = 25.0,
+                 patches_file: str | Path | None = None, limit: int = 10, label: str = "model",
+                 seed: int = 0) -> dict[str, Any]:
+    """Write the three mission figures into ``out``; return the numbers they show."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images, names, color = load_dataset(dataset, limit)
+    comp = comparison_figure(model, images[:2], names[:2], sigma, out / "comparison.png", seed)
+    if patches_file and Path(patches_file).exists():
+        arr = np.load(patches_file, allow_pickle=False)
+        rng = np.random.default_rng(seed)
+        pick = arr[np.sort(rng.choice(len(arr), 8, replace=False))].astype(np.float32) / 255.0
+    else:  # crops of the dataset images
+        p = 40
+        pick = np.stack([im[(im.shape[0] - p) // 2:(im.shape[0] + p) // 2, k * 40:k * 40 + p]
+                         for k, im in enumerate(images[:8])])
+    patch_figure(model, pick, sigma, out / "patches.png", seed)
+    curve = sigma_curve(model, images, names, [float(s) for s in range(5, 80, 5)], seed)
+    sigma_figure(curve, out / "psnr_vs_sigma.png", label, f" ({Path(dataset).name}, {len(images)} images)")
+    return {"comparison": comp, "psnr_vs_sigma": curve,
+            "files": [str(out / n) for n in ("comparison.png", "patches.png", "psnr_vs_sigma.png")]}

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import smooth_image
+from deepdenoise.api import denoise
+from deepdenoise.errors import InputError, OutputError
+from deepdenoise.inference import denoise_tensor
+from deepdenoise.io import ImageData, read_image, write_image
+from deepdenoise.models import create_model
+
+
+@pytest.mark.parametrize("name", ["dncnn_tiny", "unet_tiny"])
+def test_tiled_equals_whole_image(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.rand(1, 1, 101, 77)
+    whole = denoise_tensor(model, x, tile=None)
+    tiled = denoise_tensor(model, x, tile=24)
+    assert (whole - tiled).abs().max() < 1e-5
+
+
+def test_api_dtypes_shapes_and_tensors() -> None:
+    img = smooth_image(37, 31)
+    u8 = (img * 255).astype(np.uint8)
+    u16 = (img * 65535).astype(np.uint16)
+    assert denoise(u8, sigma=25, model="dncnn_s_sigma25").dtype == np.uint8
+    assert denoise(u16, sigma=25, model="dncnn_s_sigma25").dtype == np.uint16
+    out64 = denoise(img.astype(np.float64), sigma=25, model="dncnn_s_sigma25")
+    assert out64.dtype == np.float64 and out64.shape == (37, 31)
+    rgb = smooth_image(37, 31, channels=3)
+    assert denoise(rgb, sigma=25).shape == (37, 31, 3)
+    t = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # [1, 3, H, W]
+    assert denoise(t, sigma=25).shape == t.shape
+    with pytest.raises(InputError):
+        denoise(np.full((5, 5), np.nan, dtype=np.float32))
+    with pytest.raises(InputError):
+        denoise(img, sigma=-3)
+
+
+def test_png16_rgba_and_tiff_float_roundtrip(tmp_path: Path) -> None:
+    g16 = (smooth_image(23, 19) * 65535).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    d = read_image(tmp_path / "g16.png")
+    assert d.bit_depth == 16 and np.allclose(d.pixels * 65535, g16, atol=0.5)
+    write_image(tmp_path / "o16.png", d)
+    assert read_image(tmp_path / "o16.png").bit_depth == 16
+    rgba = (np.random.default_rng(0).random((11, 13, 4)) * 255).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    d = read_image(tmp_path / "a.png")
+    assert d.alpha is not None and d.pixels.shape == (11, 13, 3)
+    write_image(tmp_path / "b.png", d)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgba)
+    f = ImageData(smooth_image(9, 7, channels=3), bit_depth=32, format="TIFF")
+    write_image(tmp_path / "f.tif", f)
+    back = read_image(tmp_path / "f.tif")
+    assert back.bit_depth == 32 and np.array_equal(back.pixels, f.pixels)
+    with pytest.raises(OutputError):
+        write_image(tmp_path / "f.tif", f)

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from deepdenoise.models import create_model, list_presets, model_config
+
+
+@pytest.mark.parametrize("name,channels", [("dncnn_tiny", 1), ("dncnn_tiny_rgb", 3), ("unet_tiny", 1)])
+def test_forward_odd_sizes(name: str, channels: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.rand(2, channels, 37, 31)
+    y = model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_unet_rgb_and_noise_map() -> None:
+    model = create_model("unet_tiny", channels=3, noise_map=True).eval()
+    x = torch.rand(1, 3, 37, 31)
+    assert model(x, 25.0).shape == x.shape
+    assert not torch.allclose(model(x, 5.0), model(x, 50.0))
+    with pytest.raises(ValueError):
+        model(x)
+
+
+def test_dncnn_is_residual() -> None:
+    """With the last conv zeroed the network predicts no noise, so the output is the input."""
+    model = create_model("dncnn_tiny").eval()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last.weight)
+    x = torch.rand(1, 1, 37, 31)
+    assert torch.equal(model(x), x)
+
+
+def test_dncnn_s_preset_matches_paper() -> None:
+    model = create_model("dncnn_s")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 17 and len(bns) == 15
+    # first conv (with bias) + 15 x (conv without bias + BN scale/shift) + last conv
+    assert sum(p.numel() for p in model.parameters()) == (9 * 64 + 64) + 15 * (9 * 64 * 64 + 128) + 9 * 64
+    assert model.flops_per_pixel() == 2 * (9 * 64 + 15 * 64 * 64 * 9 + 64 * 9)
+
+
+def test_registry_errors_and_listing() -> None:
+    assert "dncnn_s" in list_presets()
+    with pytest.raises(ValueError, match="unknown model preset"):
+        create_model("nope")
+    arch, cfg = model_config("dncnn_s", depth=20)
+    assert arch == "dncnn" and cfg["depth"] == 20

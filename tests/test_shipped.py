@@ -1,0 +1,48 @@
+"""PSNR-gain floors and golden outputs for the weights that ship in the package."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepdenoise.api import denoise
+from deepdenoise.metrics import psnr
+from deepdenoise.noise import add_noise_numpy
+
+GOLDEN = Path(__file__).with_name("golden.json")
+FLOORS = {  # minimum PSNR gain (dB) over the noisy input on the test crops
+    ("dncnn_s_sigma25", 25): 7.0,
+    ("default", 15): 5.0, ("default", 25): 7.0, ("default", 50): 9.0,
+}
+
+
+@pytest.mark.parametrize("name,sigma", sorted(FLOORS))
+def test_gray_gain_floor(camera: np.ndarray, name: str, sigma: float) -> None:
+    noisy = add_noise_numpy(camera, sigma, seed=0)
+    gain = psnr(denoise(noisy, sigma=sigma, model=name), camera) - psnr(noisy, camera)
+    assert gain >= FLOORS[(name, sigma)]
+
+
+@pytest.mark.parametrize("sigma,floor", [(15, 4.0), (25, 6.0), (50, 8.0)])
+def test_color_gain_floor(astronaut: np.ndarray, sigma: float, floor: float) -> None:
+    noisy = add_noise_numpy(astronaut, sigma, seed=0)
+    gain = psnr(denoise(noisy, model="default_color"), astronaut) - psnr(noisy, astronaut)
+    assert gain >= floor
+
+
+def golden_values(camera: np.ndarray) -> dict[str, list[float]]:
+    noisy = add_noise_numpy(camera[:64, :64], 25, seed=0)
+    out = {}
+    for name in ("dncnn_s_sigma25", "default"):
+        res = denoise(noisy, sigma=25, model=name)
+        out[name] = [float(res.mean()), float(res.std()), float(res[10, 10]), float(res[40, 50])]
+    return out
+
+
+def test_golden_outputs(camera: np.ndarray) -> None:
+    """Shipped weights + inference code give the recorded outputs (catches silent changes)."""
+    expected = json.loads(GOLDEN.read_text())
+    got = golden_values(camera)
+    for name, vals in expected.items():
+        assert np.allclose(got[name], vals, atol=2e-4), name

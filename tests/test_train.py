@@ -1,0 +1,85 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepdenoise.config import TrainConfig
+from deepdenoise.errors import DeepDenoiseError
+from deepdenoise.hub import load_weights
+from deepdenoise.train import train
+
+
+def make_patches(folder: Path, n_train: int = 96, n_test: int = 32) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16]
+    for name, n in (("train", n_train), ("test", n_test)):
+        phases = rng.uniform(0, 6, size=(n, 1, 1))
+        arr = 128 + 80 * np.sin(xx / 3 + phases) * np.cos(yy / 4)
+        np.save(folder / f"{name}.npy", arr.astype(np.uint8))
+
+
+def tiny_config(tmp_path: Path, out: str, epochs: int) -> TrainConfig:
+    return TrainConfig(model="dncnn_tiny", data=str(tmp_path / "patches"), batch_size=16, epochs=epochs,
+                       out=str(tmp_path / out), amp=False, device="cpu")
+
+
+def test_train_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    make_patches(tmp_path / "patches")
+    full = train(tiny_config(tmp_path, "full", 2), progress=False)
+    assert full["steps"] == 12
+    train(tiny_config(tmp_path, "split", 1), progress=False)
+    train(tiny_config(tmp_path, "split", 2), resume=True, progress=False)
+    from safetensors.torch import load_file
+
+    ck_full = load_file(str(next((tmp_path / "full").glob("checkpoint-*.safetensors"))))
+    ck_split = load_file(str(next((tmp_path / "split").glob("checkpoint-*.safetensors"))))
+    for k in ck_full:
+        assert torch.allclose(ck_full[k].float(), ck_split[k].float(), atol=1e-6), k
+    with open(tmp_path / "split" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1.000", "2.000"]
+    assert float(rows[1]["val_psnr"]) > float(rows[0]["val_psnr"])  # it learns
+    assert (tmp_path / "split" / "config.yaml").exists()
+    model, meta = load_weights(tmp_path / "split" / "best.safetensors")
+    assert meta["training"]["steps"] in (6, 12)
+    assert len(list((tmp_path / "split").glob("checkpoint-*.safetensors"))) == 1
+
+
+def test_blind_training_on_image_crops(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        arr = (np.random.default_rng(i).random((50, 45, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(tmp_path / "imgs" / f"{i}.png")
+    make_patches(tmp_path / "patches")
+    cfg = TrainConfig(model="unet_tiny", data=str(tmp_path / "patches"), data_mode="images",
+                      image_dirs=[str(tmp_path / "imgs")], patch_size=24, batch_size=4, sigma=0, sigma_max=75,
+                      epochs=2, steps_per_epoch=3, lr_schedule="cosine", loss="l1", out=str(tmp_path / "run"),
+                      device="cpu")
+    summary = train(cfg, progress=False)
+    assert summary["steps"] == 6
+
+
+def test_refuses_to_clobber_a_run(tmp_path: Path) -> None:
+    make_patches(tmp_path / "patches")
+    train(tiny_config(tmp_path, "r", 1), progress=False)
+    with pytest.raises(DeepDenoiseError, match="--resume"):
+        train(tiny_config(tmp_path, "r", 1), progress=False)
+
+
+def test_precise_bn_on_finished_run(tmp_path: Path) -> None:
+    make_patches(tmp_path / "patches")
+    train(tiny_config(tmp_path, "r", 1), progress=False)
+    cfg = tiny_config(tmp_path, "r", 1)
+    cfg.precise_bn_batches = 4
+    train(cfg, resume=True, progress=False)
+    with open(tmp_path / "r" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["lr"] == "precise-bn" and rows[-1]["val_psnr"]
+    train(cfg, resume=True, progress=False)  # already calibrated: nothing more to do
+    with open(tmp_path / "r" / "log.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
