@@ -96,7 +96,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     from deepdenoise.pipeline import denoise_path
 
     return denoise_path(a.input, a.output, sigma=a.sigma, model=a.model, overwrite=a.overwrite,
-                        tile=a.tile, gray=a.gray)
+                        tile=a.tile, gray=a.gray, jobs=a.jobs)
 
 
 def cmd_models(a: argparse.Namespace) -> int:
@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sigma", type=_sigma, help="noise level (0-255); estimated when omitted")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
-    s.add_argument("--tile", type=int, default=512)
+    s.add_argument("--tile", type=int, default=512, help="tile size in pixels (bounded memory)")
+    s.add_argument("--jobs", type=int, default=1, help="images processed in parallel (folders)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_denoise)
 

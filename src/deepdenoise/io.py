@@ -130,8 +130,10 @@ def _from_pil(im, fmt: str, icc: bytes | None, name: str) -> ImageData:  # type:
 
 
 def _atomic_target(path: Path, overwrite: bool) -> None:
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise OutputError(f"{path}: is a directory")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: is not a folder")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
     if not path.parent.exists():
@@ -145,7 +147,10 @@ def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> 
     p = Path(path)
     _atomic_target(p, overwrite)
     suffix = p.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    except OSError as exc:
+        raise OutputError(f"{p.parent}: cannot write there ({exc.strerror})") from None
     os.close(fd)
     try:
         _encode(Path(tmp), suffix, image)

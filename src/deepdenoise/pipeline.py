@@ -1,38 +1,117 @@
-"""File-level denoising: read, denoise, write atomically; the CLI's ``denoise`` calls this."""
+"""File-level denoising: read, denoise, write atomically; the CLI's ``denoise`` calls this.
+
+A folder input is processed recursively into an output folder with the same relative paths; an
+unreadable file is skipped with a one-line reason, the rest go on, and the exit code says whether
+anything failed.
+"""
 
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deepdenoise.api import denoise
-from deepdenoise.errors import InputError, OutputError
-from deepdenoise.io import ImageData, read_image, write_image
+from deepdenoise.errors import DeepDenoiseError, InputError, OutputError
+from deepdenoise.io import READ_SUFFIXES, ImageData, read_image, write_image
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def denoise_file(src: Path, dst: Path, sigma: float | None, model: str | None, overwrite: bool,
-                 tile: int | None, gray: bool) -> dict[str, object]:
+def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
+                 overwrite: bool = False, tile: int | None = 512, gray: bool = False) -> dict[str, Any]:
+    """Denoise one image file into ``dst``; raises a :class:`DeepDenoiseError` on bad input/output."""
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
-    if src.resolve() == dst.resolve():
+    if dst.exists() and src.resolve() == dst.resolve():
         raise OutputError(f"{dst}: output would replace the input")
+    if dst.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"):
+        raise OutputError(f"{dst}: unsupported output format (use .png, .tif, .jpg, .webp or .bmp)")
     img = read_image(src)
     pixels = img.pixels
     if gray and pixels.ndim == 3:
-        pixels = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        pixels = pixels @ LUMA  # [H, W]
     out, info = denoise(pixels, sigma=sigma, model=model, tile=tile, return_info=True)
     write_image(dst, ImageData(out, img.bit_depth, img.alpha, img.icc, img.format), overwrite=overwrite)
+    info["notes"] = img.notes
     return info
 
 
+def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
+    how = "estimated" if info["sigma_estimated"] else "given"
+    notes = f" ({'; '.join(info['notes'])})" if info.get("notes") else ""
+    return f"{src} -> {dst}  model={info['model']} sigma={info['sigma']:.1f} ({how}){notes}"
+
+
+def folder_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+    jobs = []
+    for f in files:
+        rel = f.relative_to(src)
+        out = dst / rel
+        if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"):
+            out = out.with_suffix(".png")  # GIF, PGM and unknown suffixes are written as PNG
+        jobs.append((f, out))
+    return jobs
+
+
+def denoise_folder(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
+                   overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
+                   progress: bool = True) -> tuple[int, list[str]]:
+    """Denoise every file under ``src`` into ``dst``; returns (number done, failure lines)."""
+    from tqdm import tqdm
+
+    if dst.exists() and not dst.is_dir():
+        raise OutputError(f"{dst}: exists and is not a folder")
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise OutputError(f"{dst}: output folder must not be inside the input folder")
+    work = folder_jobs(src, dst)
+    if not work:
+        raise InputError(f"{src}: no files to denoise")
+    failures: list[str] = []
+    done = 0
+
+    def one(job: tuple[Path, Path]) -> str | None:
+        f, out = job
+        if f.suffix.lower() not in READ_SUFFIXES and not _looks_like_image(f):
+            return f"{f}: skipped, not an image file"
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            denoise_file(f, out, sigma, model, overwrite, tile, gray)
+        except DeepDenoiseError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+            tqdm(total=len(work), unit="img", disable=not progress, file=sys.stderr) as bar:
+        for err in pool.map(one, work):
+            bar.update(1)
+            if err:
+                failures.append(err)
+                bar.write(f"deepdenoise: skipped: {err}", file=sys.stderr)
+            else:
+                done += 1
+    return done, failures
+
+
+def _looks_like_image(path: Path) -> bool:
+    head = path.read_bytes()[:12] if path.stat().st_size else b""
+    return head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\0", b"MM\0*", b"GIF8", b"BM")) or head[8:12] == b"WEBP"
+
+
 def denoise_path(src: str, dst: str, sigma: float | None = None, model: str | None = None,
-                 overwrite: bool = False, tile: int | None = 512, gray: bool = False) -> int:
+                 overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1) -> int:
+    """CLI entry: a file or a folder. Returns the exit code (1 if some files of a folder failed)."""
     s, d = Path(src), Path(dst)
     if not s.exists():
-        raise InputError(f"{s}: no such file")
+        raise InputError(f"{s}: no such file or folder")
+    if s.is_dir():
+        n, failures = denoise_folder(s, d, sigma, model, overwrite, tile, gray, jobs)
+        print(f"denoised {n} files, {len(failures)} failed", file=sys.stderr)
+        return 1 if failures else 0
     info = denoise_file(s, d, sigma, model, overwrite, tile, gray)
-    how = "estimated" if info["sigma_estimated"] else "given"
-    print(f"{s} -> {d}  model={info['model']} sigma={info['sigma']:.1f} ({how})", file=sys.stderr)
+    print(_describe(s, d, info), file=sys.stderr)
     return 0

@@ -133,6 +133,26 @@ class Validator:
         return float(torch.cat(scores).mean())
 
 
+def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, dist_info: DistInfo,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+    """(clean, noisy, sigma) for this rank at ``step``: a pure function of (seed, step).
+
+    The global batch's noise is drawn whole and then sharded, so any world size sees the same data.
+    Blind recipes draw sigma per patch, uniform in [sigma, sigma_max]; sigma is returned per patch [B].
+    """
+    clean = source.batch(step, dist_info.rank, dist_info.world).to(device).float().div_(255.0)  # [b, C, P, P]
+    g = step_generator(cfg.seed, step, 3)
+    sigma: torch.Tensor | float = cfg.sigma
+    if cfg.sigma_max is not None:
+        sig_all = cfg.sigma + (cfg.sigma_max - cfg.sigma) * torch.rand(cfg.batch_size, generator=g)  # [B]
+        sigma = sig_all.chunk(dist_info.world)[dist_info.rank].to(device)  # [b]
+    noise_all = torch.randn((cfg.batch_size, *clean.shape[1:]), generator=g)  # [B, C, P, P]
+    noise = noise_all.chunk(dist_info.world)[dist_info.rank].to(device)  # [b, C, P, P]
+    s = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    noisy = (clean + noise * s / 255.0).contiguous(memory_format=torch.channels_last)
+    return clean, noisy, sigma
+
+
 @torch.no_grad()
 def recalibrate_bn(model: torch.nn.Module, source: PatchSource | CropSource, cfg: TrainConfig,
                    device: torch.device, amp: bool) -> None:
@@ -152,15 +172,9 @@ def recalibrate_bn(model: torch.nn.Module, source: PatchSource | CropSource, cfg
     model.train()
     start = cfg.epochs * (cfg.steps_per_epoch or source.steps_per_epoch)
     for k in range(cfg.precise_bn_batches):
-        clean = source.batch(start + k).to(device).float().div_(255.0)  # [B, C, P, P]
-        g = step_generator(cfg.seed, start + k, 3)
-        if cfg.sigma_max is not None:
-            sig = (cfg.sigma + (cfg.sigma_max - cfg.sigma) * torch.rand(clean.shape[0], generator=g)).reshape(-1, 1, 1, 1)
-        else:
-            sig = torch.full((clean.shape[0], 1, 1, 1), cfg.sigma)
-        noisy = clean + torch.randn(clean.shape, generator=g).to(device) * sig.to(device) / 255.0
+        _, noisy, sigma = noisy_batch(source, cfg, start + k, DistInfo(), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            model(noisy.contiguous(memory_format=torch.channels_last), sig.reshape(-1).to(device))
+            model(noisy, sigma)
     for m, mom in zip(bns, saved):
         m.momentum = mom
 
@@ -195,8 +209,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         model.load_state_dict(init.state_dict())
     model = model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state: dict[str, Any] = {"step": 0, "best_psnr": -1.0, "precise_bn_step": -1, "elapsed_seconds": 0.0, "epoch_loss": 0.0,
-                             "epoch_count": 0, "epoch_seconds": 0.0}
+    state: dict[str, Any] = {"step": 0, "best_psnr": -1.0, "precise_bn_step": -1, "elapsed_seconds": 0.0,
+                             "epoch_loss": 0.0, "epoch_count": 0, "epoch_seconds": 0.0}
     if resume:
         if not (run_dir / "checkpoint.json").exists():
             raise DeepDenoiseError(f"{run_dir}: no checkpoint to resume from")
@@ -236,20 +250,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         for group in optimizer.param_groups:
             group["lr"] = lr
         t0 = time.monotonic()
-        clean = source.batch(step, dist_info.rank, dist_info.world).to(device).float().div_(255.0)
-        g = step_generator(cfg.seed, step, 3)
+        clean, noisy, sigma = noisy_batch(source, cfg, step, dist_info, device)
         b = clean.shape[0]
-        if cfg.sigma_max is not None:
-            sig_all = cfg.sigma + (cfg.sigma_max - cfg.sigma) * torch.rand(cfg.batch_size, generator=g)
-            sigma: torch.Tensor | float = sig_all.chunk(dist_info.world)[dist_info.rank].to(device)
-        else:
-            sigma = cfg.sigma
-        noise_all = torch.randn((cfg.batch_size, *clean.shape[1:]), generator=g)  # [B, C, P, P]
-        noise = noise_all.chunk(dist_info.world)[dist_info.rank].to(device)
-        s = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1, 1, 1, 1)
-        noisy = (clean + noise * s / 255.0).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(noisy, s.reshape(-1) if cfg.sigma_max is not None else sigma)
+            out = net(noisy, sigma)
         loss = (F.l1_loss if cfg.loss == "l1" else F.mse_loss)(out.float(), clean)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
