@@ -7,6 +7,7 @@ tensor may be [C, H, W] or [B, C, H, W]).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -46,11 +47,13 @@ def _check_sigma(sigma: float | None) -> None:
 def denoise(
     image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
     sigma: noise level on the 0-255 scale, or None to estimate it (blind models ignore it).
     model: a shipped name ('default', 'default_color', 'dncnn_s_sigma25'), a weight path, or a module.
+    progress: called as progress(tiles_done, tiles_total) while a large image is processed.
     """
     _check_sigma(sigma)
     if isinstance(image, torch.Tensor):
@@ -72,13 +75,13 @@ def denoise(
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3) or a.size == 0:
         raise InputError(f"expected a [H, W] or [H, W, 3] image, got shape {image.shape}")
     if dtype == np.uint8:
-        x = a.astype(np.float32) / 255.0
+        x = a.astype(np.float32, copy=False) / 255.0
     elif dtype == np.uint16:
-        x = a.astype(np.float32) / 65535.0
+        x = a.astype(np.float32, copy=False) / 65535.0
     elif dtype.kind == "f":
         if not np.all(np.isfinite(a)):
             raise InputError("image contains NaN or infinite values")
-        x = a.astype(np.float32)
+        x = a.astype(np.float32, copy=False)
     else:
         raise InputError(f"unsupported array dtype {dtype}")
     color = x.ndim == 3
@@ -88,13 +91,13 @@ def denoise(
         name = resolve_model_name(model, color)
         net, _ = get_model(name)
     used_sigma = sigma if sigma is not None else estimate_sigma(x)
-    den = apply_model(net, x, used_sigma, tile)
+    den = apply_model(net, x, used_sigma, tile, progress)
     if dtype == np.uint8:
         result: np.ndarray = np.round(np.clip(den, 0, 1) * 255).astype(np.uint8)
     elif dtype == np.uint16:
         result = np.round(np.clip(den, 0, 1) * 65535).astype(np.uint16)
     else:
-        result = den.astype(dtype)
+        result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
     info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None}
     return (result, info) if return_info else result

@@ -83,6 +83,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("nothing to evaluate: give --dataset and/or --patches")
     print(f"model: {name}")
     print(format_table(results))
+    if a.record:
+        from deepdenoise.hub import record_evaluation
+
+        record_evaluation(name, results)
     if a.json:
         for r in results:
             r["model"] = name
@@ -100,16 +104,20 @@ def cmd_denoise(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import read_meta, shipped_models
+    from deepdenoise.hub import describe_models
 
-    for name, path in shipped_models().items():
-        meta = read_meta(path)
-        tr = meta.get("training", {})
-        evals = meta.get("evaluation", {})
-        line = f"{name:<18} {meta['architecture']:<6} epochs={tr.get('epochs', '?')}"
-        for k, v in evals.items():
-            line += f"  {k}={v:.2f}"
-        print(line)
+    rows = describe_models()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']}: {r['architecture']} {r['preset_config']}")
+        print(f"  parameters {r['parameters']:,}, {r['flops_per_pixel'] / 1e6:.2f} MFLOP/pixel, "
+              f"{r['steps']} steps, {r['train_minutes']:.1f} min on {r['hardware']}")
+        print(f"  recipe: {r['command']}")
+        for ds, table in r["evaluation"].items():
+            cells = ", ".join(f"sigma {s}: {v:.2f}" for s, v in table.items())
+            print(f"  {ds} PSNR (dB): {cells}")
     return 0
 
 
@@ -125,12 +133,24 @@ def cmd_figures(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from deepdenoise.report import build_report
+    from deepdenoise.report import build_models_doc, build_report
 
     ref = Path(a.reference) if a.reference else None
     cds = Path(a.color_dataset) if a.color_dataset else None
     build_report(Path(a.out), Path(a.dataset), cds, Path(a.patches), Path(a.runs), ref, a.limit)
+    build_models_doc(Path(a.out).with_name("models.md"), Path(a.runs))
     print(a.out)
+    print(Path(a.out).with_name("models.md"))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    try:
+        from deepdenoise.web.app import ServeConfig, serve
+    except ImportError as exc:
+        raise DeepDenoiseError(f"the web service needs its extras: pip install -e '.[web]' ({exc})") from None
+    serve(a.host, a.port, ServeConfig(max_upload_bytes=a.max_upload_mb * 1024 * 1024,
+                                      max_pixels=a.max_pixels, workers=a.workers, queue=a.queue))
     return 0
 
 
@@ -185,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int)
     s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma")
+    s.add_argument("--record", action="store_true", help="store the PSNR table in a shipped model's metadata")
     s.add_argument("--json")
     s.set_defaults(func=cmd_evaluate)
 
@@ -218,7 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("models", help="list the shipped models")
+    s = sub.add_parser("serve", help="start the web page and REST service")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", dest="max_upload_mb", type=int, default=50)
+    s.add_argument("--max-pixels", dest="max_pixels", type=int, default=50_000_000)
+    s.add_argument("--workers", type=int, default=1, help="images denoised at the same time")
+    s.add_argument("--queue", type=int, default=64, help="requests that may wait; more get 503")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("models", help="list the shipped models with their metadata and measured PSNR")
+    s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
     return p
 

@@ -138,6 +138,40 @@ def shipped_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
+def describe_models() -> list[dict[str, Any]]:
+    """Metadata of every shipped model, with parameter count and FLOPs per pixel."""
+    rows = []
+    for name, path in shipped_models().items():
+        meta = read_meta(path)
+        model = build_model(meta["architecture"], meta["config"])
+        tr = meta.get("training", {})
+        rows.append({
+            "name": name, "architecture": meta["architecture"], "preset_config": meta["config"],
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "flops_per_pixel": int(model.flops_per_pixel()),  # type: ignore[operator]
+            "steps": tr.get("total_steps", tr.get("steps")),
+            "train_minutes": tr.get("total_train_seconds", tr.get("wall_seconds", 0)) / 60,
+            "hardware": tr.get("hardware", "?"), "command": tr.get("command", "?"),
+            "data": tr.get("data", "?"), "evaluation": meta.get("evaluation", {}),
+        })
+    return rows
+
+
+def record_evaluation(name: str, results: list[dict[str, Any]]) -> None:
+    """Write measured PSNR (by dataset and sigma) into a shipped model's JSON metadata."""
+    shipped = shipped_models()
+    if name not in shipped:
+        raise ModelError(f"--record needs a shipped model name, not '{name}'")
+    path = shipped[name].with_suffix(".json")
+    meta = json.loads(path.read_text())
+    table = meta.setdefault("evaluation", {})
+    for r in results:
+        table.setdefault(r["dataset"], {})[f"{r['sigma']:g}"] = round(r["psnr_denoised"], 3)
+    for ds in table:
+        table[ds] = dict(sorted(table[ds].items(), key=lambda kv: float(kv[0])))
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+
+
 def load_model(name_or_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Resolve a shipped registry name, a .safetensors path, a run folder, or an official .mat."""
     s = str(name_or_path)

@@ -31,15 +31,21 @@ def margin_for(model: nn.Module) -> int:
 def denoise_tensor(
     model: nn.Module, x: torch.Tensor, sigma: float | None = None, tile: int | None = DEFAULT_TILE,
     progress: Callable[[int, int], None] | None = None,
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None, out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Denoise x: [1, C, H, W] in [0, 1]; tiled when larger than ``tile`` (None: never tile)."""
-    fwd = forward or (lambda t: run_model(model, t, sigma))
+    """Denoise x: [1, C, H, W] in [0, 1]; tiled when larger than ``tile`` (None: never tile).
+
+    ``x`` and ``out`` may be strided views (e.g. of an [H, W, C] NumPy array): only one tile at a
+    time is made contiguous, which is what bounds the memory on large images.
+    """
+    fwd = forward or (lambda t: run_model(model, t.contiguous(), sigma))
     _, c, h, w = x.shape
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.float32)
     if tile is None or (h <= tile and w <= tile):
-        return fwd(x)
+        out.copy_(fwd(x))
+        return out
     m = margin_for(model)
-    out = torch.empty_like(x)
     ys = list(range(0, h, tile))
     xs = list(range(0, w, tile))
     total, done = len(ys) * len(xs), 0
@@ -56,17 +62,10 @@ def denoise_tensor(
     return out
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """[H, W] or [H, W, C] float array -> [1, C, H, W] float32 tensor."""
-    a = np.asarray(image, dtype=np.float32)
-    if a.ndim == 2:
-        return torch.from_numpy(np.ascontiguousarray(a))[None, None]
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0)))[None]
-
-
-def to_numpy(t: torch.Tensor, color: bool) -> np.ndarray:
-    a = t[0].float().cpu().numpy()  # [C, H, W]
-    return np.ascontiguousarray(np.moveaxis(a, 0, -1)) if color else a[0]
+def tensor_view(image: np.ndarray) -> torch.Tensor:
+    """[H, W] or [H, W, C] float32 array -> a [1, C, H, W] tensor view of the same memory."""
+    t = torch.from_numpy(image)
+    return t[None, None] if image.ndim == 2 else t.permute(2, 0, 1)[None]
 
 
 def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
@@ -84,5 +83,9 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
     if not color and channels == 3:
         rgb = np.repeat(image[:, :, None], 3, axis=2)
         return apply_model(model, rgb, sigma, tile, progress).mean(axis=2)
-    out = denoise_tensor(model, to_tensor(image), sigma, tile, progress)
-    return to_numpy(out, color)
+    src = np.asarray(image, dtype=np.float32)
+    if not src.flags.writeable or not (src.flags.c_contiguous or src.flags.f_contiguous):
+        src = np.ascontiguousarray(src)
+    result = np.empty(src.shape, dtype=np.float32)
+    denoise_tensor(model, tensor_view(src), sigma, tile, progress, out=tensor_view(result))
+    return result

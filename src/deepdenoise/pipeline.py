@@ -22,7 +22,8 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
-                 overwrite: bool = False, tile: int | None = 512, gray: bool = False) -> dict[str, Any]:
+                 overwrite: bool = False, tile: int | None = 512, gray: bool = False,
+                 show_progress: bool = False) -> dict[str, Any]:
     """Denoise one image file into ``dst``; raises a :class:`DeepDenoiseError` on bad input/output."""
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
@@ -34,7 +35,22 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
     pixels = img.pixels
     if gray and pixels.ndim == 3:
         pixels = pixels @ LUMA  # [H, W]
-    out, info = denoise(pixels, sigma=sigma, model=model, tile=tile, return_info=True)
+    bar = None
+    if show_progress and tile and pixels.shape[0] * pixels.shape[1] > 4 * tile * tile:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=src.name, unit="tile", file=sys.stderr, leave=False)
+
+    def tick(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        out, info = denoise(pixels, sigma=sigma, model=model, tile=tile, return_info=True, progress=tick)
+    finally:
+        if bar is not None:
+            bar.close()
     write_image(dst, ImageData(out, img.bit_depth, img.alpha, img.icc, img.format), overwrite=overwrite)
     info["notes"] = img.notes
     return info
@@ -112,6 +128,6 @@ def denoise_path(src: str, dst: str, sigma: float | None = None, model: str | No
         n, failures = denoise_folder(s, d, sigma, model, overwrite, tile, gray, jobs)
         print(f"denoised {n} files, {len(failures)} failed", file=sys.stderr)
         return 1 if failures else 0
-    info = denoise_file(s, d, sigma, model, overwrite, tile, gray)
+    info = denoise_file(s, d, sigma, model, overwrite, tile, gray, show_progress=True)
     print(_describe(s, d, info), file=sys.stderr)
     return 0

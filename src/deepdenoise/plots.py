@@ -140,3 +140,32 @@ def make_figures(model: nn.Module, dataset: str | Path, out: str | Path, sigma: 
     sigma_figure(curve, out / "psnr_vs_sigma.png", label, f" ({Path(dataset).name}, {len(images)} images)")
     return {"comparison": comp, "psnr_vs_sigma": curve,
             "files": [str(out / n) for n in ("comparison.png", "patches.png", "psnr_vs_sigma.png")]}
+
+
+def chained_log(logs: list[Path]) -> list[tuple[float, float]]:
+    """(minutes, val PSNR) of runs chained by ``init_from``, with cumulative training time."""
+    points: list[tuple[float, float]] = []
+    offset = 0.0
+    for log in logs:
+        with open(log) as f:
+            rows = [r for r in csv.DictReader(f) if r.get("val_psnr") and r.get("loss")]
+        points += [(offset + float(r["elapsed_seconds"]) / 60, float(r["val_psnr"])) for r in rows]
+        offset += float(rows[-1]["elapsed_seconds"]) / 60 if rows else 0.0
+    return points
+
+
+def runs_curve(logs: dict[str, list[Path]], out: Path, title: str) -> None:
+    """Validation PSNR against cumulative training time for several runs (or chained stages)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for label, chain in logs.items():
+        pts = chained_log(chain)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ".-", label=label)
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("PSNR on test patches, sigma 25 (dB)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""The web page and REST service (``deepdenoise serve``): a thin layer over ``denoise()``."""

@@ -1,0 +1,70 @@
+"""REST API tests (TestClient), schema fuzzing, and the bad-input corpus through the service."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from conftest import smooth_image  # noqa: E402
+from deepdenoise.metrics import psnr  # noqa: E402
+from deepdenoise.noise import add_noise_numpy  # noqa: E402
+from deepdenoise.web.app import ServeConfig, create_app  # noqa: E402
+from test_corpus import BROKEN  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    return TestClient(create_app(ServeConfig(max_upload_bytes=2_000_000, max_pixels=500_000)))
+
+
+def encode(arr: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_health_models_openapi_page(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    names = [m["name"] for m in client.get("/api/models").json()]
+    assert {"default", "default_color", "dncnn_s_sigma25"} <= set(names)
+    assert "/api/denoise" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "deepdenoise" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no external assets
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_denoise_returns_image_in_input_format(client: TestClient, camera: np.ndarray) -> None:
+    noisy = add_noise_numpy(camera[:96, :96], 25, seed=0)
+    r = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")}, data={"sigma": "25"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-sigma"] == "25.00" and r.headers["x-sigma-estimated"] == "false"
+    out = np.asarray(Image.open(io.BytesIO(r.content)), dtype=np.float32) / 255
+    assert psnr(out, camera[:96, :96]) > psnr(noisy, camera[:96, :96]) + 5
+    r = client.post("/api/denoise", files={"image": ("n.jpg", encode(noisy, "JPEG"), "image/jpeg")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.headers["x-sigma-estimated"] == "true" and float(r.headers["x-elapsed-ms"]) >= 0
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_bad_inputs_are_4xx(client: TestClient, name: str) -> None:
+    r = client.post("/api/denoise", files={"image": (name, BROKEN[name][0], "application/octet-stream")})
+    assert 400 <= r.status_code < 500 and "detail" in r.json()
+
+
+def test_limits_and_parameters(client: TestClient) -> None:
+    img = encode(smooth_image(40, 40))
+    big = encode(np.random.default_rng(0).random((1000, 1000)).astype(np.float32))
+    assert client.post("/api/denoise", files={"image": ("b.png", big)}).status_code in (400, 413)
+    too_many = encode(smooth_image(800, 800))  # 640k pixels > 500k limit
+    r = client.post("/api/denoise", files={"image": ("m.png", too_many)})
+    assert r.status_code == 400 and "pixels" in r.json()["detail"]
+    for sigma in ("-1", "300", "abc"):
+        assert client.post("/api/denoise", files={"image": ("a.png", img)}, data={"sigma": sigma}).status_code == 422
+    r = client.post("/api/denoise", files={"image": ("a.png", img)}, data={"model": "../../etc/passwd"})
+    assert r.status_code == 404
+    assert client.post("/api/denoise").status_code == 422
