@@ -92,5 +92,5 @@ def test_shipped_models_have_provenance() -> None:
     for path in shipped.values():
         meta = json.loads(path.with_suffix(".json").read_text())
         assert meta["dtype"] == "float16"
-        assert meta["training"]["command"].startswith("deepdenoise train")
+        assert "deepdenoise train --config configs/" in meta["training"]["command"]
         assert meta["training"]["steps"] > 0

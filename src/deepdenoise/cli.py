@@ -71,9 +71,22 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from deepdenoise.evaluate import evaluate_dataset, evaluate_patches, format_table, write_json
     from deepdenoise.hub import load_model
 
+    sigmas = a.sigma or [15.0, 25.0, 50.0]
+    if a.estimator:
+        from deepdenoise.evaluate import evaluate_estimator
+
+        rows = [r for ds in a.dataset or [] for r in evaluate_estimator(ds, sigmas, a.seed, a.limit)]
+        if not rows:
+            raise DeepDenoiseError("--estimator needs --dataset")
+        print(f"{'dataset':<12} {'sigma':>5} {'n':>4} {'estimate':>9} {'bias':>7} {'mean |err|':>10} {'max |err|':>9}")
+        for r in rows:
+            print(f"{r['dataset']:<12} {r['sigma']:>5g} {r['images']:>4d} {r['mean_estimate']:>9.2f} "
+                  f"{r['mean_error']:>7.2f} {r['mean_abs_error']:>10.2f} {r['max_abs_error']:>9.2f}")
+        if a.json:
+            write_json(a.json, rows, {"estimator": "wavelet MAD (Haar HH band)", "seed": a.seed})
+        return 0
     name = a.model or resolve_model_name(None, color=False)
     model, meta = load_model(name)
-    sigmas = a.sigma or [15.0, 25.0, 50.0]
     results = []
     for ds in a.dataset or []:
         results += evaluate_dataset(model, ds, sigmas, seed=a.seed, limit=a.limit, blind_sigma=a.blind)
@@ -205,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int)
     s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma")
+    s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
     s.add_argument("--record", action="store_true", help="store the PSNR table in a shipped model's metadata")
     s.add_argument("--json")
     s.set_defaults(func=cmd_evaluate)

@@ -129,3 +129,19 @@ def write_json(path: str | Path, results: list[dict[str, Any]], meta: dict[str, 
     from deepdenoise.hub import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+
+
+def evaluate_estimator(dataset: str | Path, sigmas: list[float], seed: int = 0,
+                       limit: int | None = None) -> list[dict[str, Any]]:
+    """Error of :func:`deepdenoise.noise.estimate_sigma` on a dataset at known noise levels."""
+    from deepdenoise.noise import estimate_sigma
+
+    images, _, _ = load_dataset(dataset, limit)
+    rows = []
+    for sigma in sigmas:
+        est = np.array([estimate_sigma(add_noise_numpy(im, sigma, seed + i)) for i, im in enumerate(images)])
+        err = est - sigma
+        rows.append({"dataset": Path(dataset).name, "sigma": sigma, "images": len(images),
+                     "mean_estimate": float(est.mean()), "mean_error": float(err.mean()),
+                     "mean_abs_error": float(np.abs(err).mean()), "max_abs_error": float(np.abs(err).max())})
+    return rows

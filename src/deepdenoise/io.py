@@ -93,13 +93,22 @@ def read_image(path: str | Path) -> ImageData:
             fmt = im.format or "PNG"
             icc = im.info.get("icc_profile")
             im.load()
-            return _from_pil(ImageOps.exif_transpose(im), fmt, icc, str(p))
+            data = _from_pil(ImageOps.exif_transpose(im), fmt, icc, str(p))
+            if fmt == "PNG" and _png_is_16bit_color(p):
+                data.notes.append("16-bit colour PNG read at 8 bits (Pillow limitation); use TIFF to keep 16 bits")
+            return data
     except InputError:
         raise
     except Image.DecompressionBombError:
         raise InputError(f"{p}: image exceeds the pixel limit of {MAX_PIXELS} pixels") from None
     except Exception as exc:
         raise InputError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _png_is_16bit_color(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 6)
 
 
 def _from_pil(im, fmt: str, icc: bytes | None, name: str) -> ImageData:  # type: ignore[no-untyped-def]

@@ -220,8 +220,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        if cfg.model_overrides.get("batch_norm", True) and any(
-                isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
+        if device.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm is GPU-only;
+            # on CPU/gloo each rank normalises with its own shard's statistics)
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         net: torch.nn.Module = ddp

@@ -82,7 +82,7 @@ class CropSource:
         for folder in folders:
             for f in list_images(folder):
                 with Image.open(f) as im:
-                    images.append(np.asarray(im.convert("RGB" if color else "L")))
+                    images.append(np.array(im.convert("RGB" if color else "L")))
         if not images:
             raise InputError(f"no training images in {', '.join(map(str, folders))}")
         return cls(images, patch_size, batch_size, seed, steps_per_epoch)
