@@ -12,9 +12,8 @@ import numpy as np
 from PIL import Image, ImageCms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_corpus import VALID  # noqa: E402
-
 from deepdenoise.cli import main  # noqa: E402
+from test_corpus import VALID  # noqa: E402
 
 
 def describe(path: Path) -> str:
