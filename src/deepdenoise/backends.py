@@ -1,0 +1,87 @@
+"""Inference backends: the same weights run faster without changing the result beyond 0.02 dB.
+
+- ``eager``: fp32 PyTorch, as trained (the reference for parity);
+- ``folded``: batch norm folded into the preceding convolutions at load time (fewer passes);
+- ``bf16``: folded + channels_last + bfloat16 autocast, on CPUs with AVX-512 BF16/AMX (falls back
+  to ``folded`` elsewhere, saying so).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+BACKENDS = ("eager", "folded", "bf16")
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` where every Conv2d -> BatchNorm2d pair is one Conv2d with bias (eval)."""
+    from deepdenoise.models.dncnn import DnCNN, DnCNNConfig
+
+    if not isinstance(model, DnCNN) or not model.config.batch_norm:
+        return copy.deepcopy(model).eval()
+    cfg = model.config
+    folded = DnCNN(DnCNNConfig(depth=cfg.depth, channels=cfg.channels, features=cfg.features,
+                               batch_norm=False, kernel_size=cfg.kernel_size)).eval()
+    src = list(model.body)
+    convs_out = [m for m in folded.body if isinstance(m, nn.Conv2d)]
+    k = 0
+    with torch.no_grad():
+        for i, m in enumerate(src):
+            if not isinstance(m, nn.Conv2d):
+                continue
+            w = m.weight.clone()  # [O, I, k, k]
+            b = m.bias.clone() if m.bias is not None else torch.zeros(m.out_channels)
+            nxt = src[i + 1] if i + 1 < len(src) else None
+            if isinstance(nxt, nn.BatchNorm2d):
+                mean, var = nxt.running_mean, nxt.running_var
+                assert mean is not None and var is not None
+                scale = nxt.weight / torch.sqrt(var + nxt.eps)  # [O]
+                w = w * scale[:, None, None, None]
+                b = (b - mean) * scale + nxt.bias
+            conv = convs_out[k]
+            conv.weight.copy_(w)
+            assert conv.bias is not None
+            conv.bias.copy_(b)
+            k += 1
+    return folded
+
+
+def cpu_bf16_available() -> bool:
+    from deepdenoise.train import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+def make_forward(model: nn.Module, backend: str = "eager",
+                 sigma: float | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """A forward function x: [1, C, H, W] -> [1, C, H, W] for ``backend``; returns (fn, backend used)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if backend == "eager":
+        net = model.eval()
+
+        def eager(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return net(x, sigma)
+
+        return eager, "eager"
+    net = fold_batchnorm(model)
+    if backend == "bf16" and cpu_bf16_available():
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+        def bf16(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                y = net(x.contiguous(memory_format=torch.channels_last), sigma)
+            return y.float().contiguous()
+
+        return bf16, "bf16"
+
+    def folded_fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return net(x, sigma)
+
+    return folded_fn, "folded"

@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import smooth_image
+from deepdenoise.backends import fold_batchnorm, make_forward
+from deepdenoise.cli import main
+from deepdenoise.hub import load_model
+from deepdenoise.metrics import psnr
+from deepdenoise.models import create_model
+from deepdenoise.noise import add_noise_numpy
+
+
+def test_fold_batchnorm_is_exact() -> None:
+    torch.manual_seed(0)
+    model = create_model("dncnn_tiny")
+    model.train()
+    for _ in range(3):  # give the BN layers non-trivial running statistics
+        model(torch.rand(4, 1, 16, 16))
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(1, 1, 37, 31)
+    assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["folded", "bf16"])
+def test_backend_parity_on_shipped_model(camera: np.ndarray, backend: str) -> None:
+    model, _ = load_model("dncnn_s_sigma25")
+    noisy = add_noise_numpy(camera[:96, :96], 25, seed=0)
+    x = torch.from_numpy(noisy)[None, None]
+    ref, _ = make_forward(model, "eager")
+    fast, used = make_forward(model, backend)
+    a, b = ref(x)[0, 0].numpy(), fast(x)[0, 0].numpy()
+    assert abs(psnr(a, camera[:96, :96]) - psnr(b, camera[:96, :96])) <= 0.02
+    assert used in ("folded", "bf16")
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("bm3d")
+    pytest.importorskip("cv2")
+    (tmp_path / "ds").mkdir()
+    for i in range(2):
+        Image.fromarray((smooth_image(40, 36, seed=i) * 255).astype(np.uint8)).save(tmp_path / "ds" / f"{i}.png")
+    rc = main(["benchmark", "--dataset", str(tmp_path / "ds"), "--sigma", "25", "--repeats", "1",
+               "--reference", str(tmp_path / "none"), "--json", str(tmp_path / "b.json"),
+               "--markdown", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png")])
+    assert rc == 0
+    res = json.loads((tmp_path / "b.json").read_text())["results"]
+    methods = {r["method"] for r in res}
+    assert {"reference", "bm3d", "opencv_nlm", "skimage_nlm", "skimage_wavelet", "default"} <= methods
+    for r in res:
+        assert {"method", "backend", "sigma", "psnr", "mp_per_s", "speedup"} <= set(r)
+        assert r["mp_per_s"] > 0 and r["speedup"] > 0
+    assert next(r for r in res if r["method"] == "reference")["speedup"] == pytest.approx(1.0)
+    assert (tmp_path / "b.png").stat().st_size > 1000 and "| 25 |" in (tmp_path / "b.md").read_text()
