@@ -102,10 +102,16 @@ def sigma_figure(rows: list[dict[str, float]], out: Path, label: str, train_sigm
 def training_curve(log_csv: Path, out: Path, title: str = "training") -> None:
     plt = _pyplot()
     with open(log_csv) as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val_psnr")]
+        all_rows = [r for r in csv.DictReader(f) if r.get("val_psnr")]
+    rows = [r for r in all_rows if r.get("loss")]
+    calibrated = [r for r in all_rows if r.get("lr") == "precise-bn"]
     fig, ax1 = plt.subplots(figsize=(7, 4.5))
     ep = [float(r["epoch"]) for r in rows]
     ax1.plot(ep, [float(r["val_psnr"]) for r in rows], "o-", color="C0", label="test-patch PSNR")
+    if calibrated:
+        ax1.plot([float(r["epoch"]) for r in calibrated], [float(r["val_psnr"]) for r in calibrated], "*",
+                 color="C2", markersize=12, label="after precise BN")
+        ax1.legend(loc="lower right")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("PSNR on test patches (dB)", color="C0")
     ax2 = ax1.twinx()
