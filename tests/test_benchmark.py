@@ -58,3 +58,20 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         assert r["mp_per_s"] > 0 and r["speedup"] > 0
     assert next(r for r in res if r["method"] == "reference")["speedup"] == pytest.approx(1.0)
     assert (tmp_path / "b.png").stat().st_size > 1000 and "| 25 |" in (tmp_path / "b.md").read_text()
+
+
+def test_onnx_export_and_backend_parity(tmp_path: Path, camera: np.ndarray) -> None:
+    pytest.importorskip("onnxruntime")
+    noisy_img = add_noise_numpy(camera[:75, :61], 25, seed=0)  # odd size: padding outside the graph
+    Image.fromarray(np.round(np.clip(noisy_img, 0, 1) * 255).astype(np.uint8)).save(tmp_path / "n.png")
+    assert main(["export", "--format", "onnx", "--model", "default", "-o", str(tmp_path / "d.onnx")]) == 0
+    assert (tmp_path / "d.onnx").stat().st_size > 1_000_000 and (tmp_path / "d.json").exists()
+    for backend in ("eager", "onnxruntime"):
+        assert main(["denoise", str(tmp_path / "n.png"), "-o", str(tmp_path / f"{backend}.png"),
+                     "--backend", backend]) == 0
+    from deepdenoise.api import denoise
+
+    a = denoise(noisy_img, model="default")
+    b = denoise(noisy_img, model="default", backend="onnxruntime")
+    assert np.abs(a - b).max() < 1e-3
+    assert abs(psnr(a, camera[:75, :61]) - psnr(b, camera[:75, :61])) <= 0.02

@@ -29,6 +29,19 @@ def get_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
     return load_model(name)
 
 
+_FORWARDS: dict[tuple[int, str, float | None], Any] = {}
+
+
+def get_forward(net: nn.Module, backend: str, sigma: float | None) -> Any:
+    """A cached fast forward for (model, backend); blind models share one across sigmas."""
+    from deepdenoise.backends import make_forward
+
+    key = (id(net), backend, None if getattr(net, "blind", True) else sigma)
+    if key not in _FORWARDS:
+        _FORWARDS[key] = make_forward(net, backend, sigma)[0]
+    return _FORWARDS[key]
+
+
 def resolve_model_name(name: str | None, color: bool) -> str:
     if name:
         return name
@@ -47,23 +60,24 @@ def _check_sigma(sigma: float | None) -> None:
 def denoise(
     image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, backend: str = "eager",
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
     sigma: noise level on the 0-255 scale, or None to estimate it (blind models ignore it).
     model: a shipped name ('default', 'default_color', 'dncnn_s_sigma25'), a weight path, or a module.
     progress: called as progress(tiles_done, tiles_total) while a large image is processed.
+    backend: 'eager' (fp32), 'folded', 'bf16' or 'onnxruntime' (see :mod:`deepdenoise.backends`).
     """
     _check_sigma(sigma)
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
         shape = t.shape
         if t.ndim == 4:
-            outs = [denoise(t[i], sigma, model, tile) for i in range(t.shape[0])]
+            outs = [denoise(t[i], sigma, model, tile, backend=backend) for i in range(t.shape[0])]
             return torch.stack(outs).to(image.dtype)
         arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
-        res = denoise(arr, sigma, model, tile, return_info)
+        res = denoise(arr, sigma, model, tile, return_info, backend=backend)
         out_arr, info = res if return_info else (res, None)
         out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
         out = out.reshape(shape).to(image.dtype)
@@ -91,7 +105,10 @@ def denoise(
         name = resolve_model_name(model, color)
         net, _ = get_model(name)
     used_sigma = sigma if sigma is not None else estimate_sigma(x)
-    den = apply_model(net, x, used_sigma, tile, progress)
+    forward = None
+    if backend != "eager":
+        forward = get_forward(net, backend, used_sigma)
+    den = apply_model(net, x, used_sigma, tile, progress, forward)
     if dtype == np.uint8:
         result: np.ndarray = np.round(np.clip(den, 0, 1) * 255).astype(np.uint8)
     elif dtype == np.uint16:
@@ -99,5 +116,5 @@ def denoise(
     else:
         result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
-    info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None}
+    info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend}
     return (result, info) if return_info else result

@@ -3,7 +3,8 @@
 - ``eager``: fp32 PyTorch, as trained (the reference for parity);
 - ``folded``: batch norm folded into the preceding convolutions at load time (fewer passes);
 - ``bf16``: folded + channels_last + bfloat16 autocast, on CPUs with AVX-512 BF16/AMX (falls back
-  to ``folded`` elsewhere, saying so).
+  to ``folded`` elsewhere, saying so);
+- ``onnxruntime``: the folded network exported to ONNX and run by onnxruntime.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-BACKENDS = ("eager", "folded", "bf16")
+BACKENDS = ("eager", "folded", "bf16", "onnxruntime")
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -69,6 +70,10 @@ def make_forward(model: nn.Module, backend: str = "eager",
                 return net(x, sigma)
 
         return eager, "eager"
+    if backend == "onnxruntime":
+        from deepdenoise.export import onnx_forward
+
+        return onnx_forward(model), "onnxruntime"
     net = fold_batchnorm(model)
     if backend == "bf16" and cpu_bf16_available():
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

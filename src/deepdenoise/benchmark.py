@@ -146,7 +146,8 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
                 variants = [model_denoiser(method, b, sigma, None) for b in backends]
             for fn, backend in variants:
                 outs, mps, mem = time_method(fn, noisy, sigma, repeats)
-                row: dict[str, Any] = {"method": method, "backend": backend, "sigma": sigma, "dataset": Path(dataset).name,
+                row: dict[str, Any] = {
+                       "method": method, "backend": backend, "sigma": sigma, "dataset": Path(dataset).name,
                        "images": len(images), "psnr": float(np.mean([psnr(o, c) for o, c in zip(outs, images)])),
                        "ssim": float(np.mean([ssim(o, c) for o, c in zip(outs, images)])),
                        "mp_per_s": mps, "peak_mem_mib": mem}

@@ -113,7 +113,20 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     from deepdenoise.pipeline import denoise_path
 
     return denoise_path(a.input, a.output, sigma=a.sigma, model=a.model, overwrite=a.overwrite,
-                        tile=a.tile, gray=a.gray, jobs=a.jobs)
+                        tile=a.tile, gray=a.gray, jobs=a.jobs, backend=a.backend)
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from deepdenoise.export import export_onnx
+    from deepdenoise.hub import load_model
+
+    model, meta = load_model(a.model)
+    out = Path(a.output or f"{Path(str(a.model)).stem}.onnx")
+    if out.exists() and not a.overwrite:
+        raise DeepDenoiseError(f"{out}: already exists (use --overwrite to replace it)")
+    export_onnx(model, meta, out)
+    print(out)
+    return 0
 
 
 def cmd_models(a: argparse.Namespace) -> int:
@@ -253,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512, help="tile size in pixels (bounded memory)")
     s.add_argument("--jobs", type=int, default=1, help="images processed in parallel (folders)")
+    s.add_argument("--backend", default="eager", choices=["eager", "folded", "bf16", "onnxruntime"],
+                   help="inference backend (all within 0.02 dB of eager fp32)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_denoise)
 
@@ -275,12 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.set_defaults(func=cmd_report)
 
+    s = sub.add_parser("export", help="export a model (ONNX, dynamic height/width)")
+    s.add_argument("--format", choices=["onnx"], default="onnx")
+    s.add_argument("--model", default="default")
+    s.add_argument("-o", "--output")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_export)
+
     s = sub.add_parser("benchmark", help="PSNR, SSIM, speed and memory of every method on the same images")
     s.add_argument("--dataset", default="../shared/data/BSD68")
     s.add_argument("--sigma", type=_sigma, nargs="+", default=[25.0])
     s.add_argument("--methods", help="comma list: reference,bm3d,opencv_nlm,skimage_nlm,skimage_wavelet,"
                                      "and shipped model names (default: all)")
-    s.add_argument("--backend", default="eager,folded,bf16", help="comma list of backends for our models")
+    s.add_argument("--backend", default="eager,folded,bf16,onnxruntime", help="comma list of backends for our models")
     s.add_argument("--reference", default="../shared/reference-weights",
                    help="folder with the official sigma=N.mat (else an untrained DnCNN-S times the speed)")
     s.add_argument("--limit", type=int)

@@ -70,7 +70,8 @@ def tensor_view(image: np.ndarray) -> torch.Tensor:
 
 def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
                 tile: int | None = DEFAULT_TILE,
-                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                progress: Callable[[int, int], None] | None = None,
+                forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
     """Denoise a float [H, W] or [H, W, 3] array with ``model``.
 
     A gray model on a colour image runs per channel (each channel as a gray image).
@@ -78,14 +79,15 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
     channels = int(getattr(getattr(model, "config", None), "channels", 1))
     color = image.ndim == 3
     if color and channels == 1:
-        planes = [apply_model(model, image[:, :, k], sigma, tile, progress) for k in range(image.shape[2])]
+        planes = [apply_model(model, image[:, :, k], sigma, tile, progress, forward)
+                  for k in range(image.shape[2])]
         return np.stack(planes, axis=-1)
     if not color and channels == 3:
         rgb = np.repeat(image[:, :, None], 3, axis=2)
-        return apply_model(model, rgb, sigma, tile, progress).mean(axis=2)
+        return apply_model(model, rgb, sigma, tile, progress, forward).mean(axis=2)
     src = np.asarray(image, dtype=np.float32)
     if not src.flags.writeable or not (src.flags.c_contiguous or src.flags.f_contiguous):
         src = np.ascontiguousarray(src)
     result = np.empty(src.shape, dtype=np.float32)
-    denoise_tensor(model, tensor_view(src), sigma, tile, progress, out=tensor_view(result))
+    denoise_tensor(model, tensor_view(src), sigma, tile, progress, forward, out=tensor_view(result))
     return result

@@ -23,7 +23,7 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
                  overwrite: bool = False, tile: int | None = 512, gray: bool = False,
-                 show_progress: bool = False) -> dict[str, Any]:
+                 show_progress: bool = False, backend: str = "eager") -> dict[str, Any]:
     """Denoise one image file into ``dst``; raises a :class:`DeepDenoiseError` on bad input/output."""
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
@@ -47,7 +47,8 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
             bar.update(done - bar.n)
 
     try:
-        out, info = denoise(pixels, sigma=sigma, model=model, tile=tile, return_info=True, progress=tick)
+        out, info = denoise(pixels, sigma=sigma, model=model, tile=tile, return_info=True, progress=tick,
+                            backend=backend)
     finally:
         if bar is not None:
             bar.close()
@@ -76,7 +77,7 @@ def folder_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
 
 def denoise_folder(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
                    overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
-                   progress: bool = True) -> tuple[int, list[str]]:
+                   progress: bool = True, backend: str = "eager") -> tuple[int, list[str]]:
     """Denoise every file under ``src`` into ``dst``; returns (number done, failure lines)."""
     from tqdm import tqdm
 
@@ -96,7 +97,7 @@ def denoise_folder(src: Path, dst: Path, sigma: float | None = None, model: str 
             return f"{f}: skipped, not an image file"
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            denoise_file(f, out, sigma, model, overwrite, tile, gray)
+            denoise_file(f, out, sigma, model, overwrite, tile, gray, backend=backend)
         except DeepDenoiseError as exc:
             return str(exc)
         return None
@@ -119,15 +120,16 @@ def _looks_like_image(path: Path) -> bool:
 
 
 def denoise_path(src: str, dst: str, sigma: float | None = None, model: str | None = None,
-                 overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1) -> int:
+                 overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
+                 backend: str = "eager") -> int:
     """CLI entry: a file or a folder. Returns the exit code (1 if some files of a folder failed)."""
     s, d = Path(src), Path(dst)
     if not s.exists():
         raise InputError(f"{s}: no such file or folder")
     if s.is_dir():
-        n, failures = denoise_folder(s, d, sigma, model, overwrite, tile, gray, jobs)
+        n, failures = denoise_folder(s, d, sigma, model, overwrite, tile, gray, jobs, backend=backend)
         print(f"denoised {n} files, {len(failures)} failed", file=sys.stderr)
         return 1 if failures else 0
-    info = denoise_file(s, d, sigma, model, overwrite, tile, gray, show_progress=True)
+    info = denoise_file(s, d, sigma, model, overwrite, tile, gray, show_progress=True, backend=backend)
     print(_describe(s, d, info), file=sys.stderr)
     return 0

@@ -84,15 +84,20 @@ class UNetDenoiser(nn.Module):
         return total
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        b, ch, h, w = x.shape  # x: [B, C, H, W]
+        _, _, h, w = x.shape  # x: [B, C, H, W]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x  # [B, C, H', W']
+        return self.core(xp, sigma)[:, :, :h, :w]
+
+    def core(self, xp: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """The network on an input whose height and width are multiples of ``self.multiple``."""
+        b = xp.shape[0]
         inp = xp
         if self.config.noise_map:
             if sigma is None:
                 raise ValueError("this model needs a noise level: pass sigma (0-255 scale)")
-            s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+            s = torch.as_tensor(sigma, dtype=xp.dtype, device=xp.device).reshape(-1, 1, 1, 1)
             smap = (s / 255.0).expand(b, 1, xp.shape[2], xp.shape[3])  # [B, 1, H', W']
             inp = torch.cat([xp, smap], dim=1)  # [B, C+1, H', W']
         y = self.head(inp)  # [B, F0, H', W']
@@ -105,4 +110,4 @@ class UNetDenoiser(nn.Module):
         for up, dec in zip(self.up, self.dec):
             y = dec(up(y) + skips.pop())
         noise = self.tail(y)  # [B, C, H', W'] predicted noise
-        return (xp - noise)[:, :, :h, :w]
+        return xp - noise
