@@ -125,11 +125,28 @@ VALID = {  # name: (content, expected output shape, expected bit depth, alpha ke
     "rgba.png": (pil_bytes(Image.fromarray(RGB).convert("RGBA"), "PNG"), (24, 20, 3), 8, True),
     "png_named.jpg": (png_bytes(GRAY), (24, 20), 8, False),
     "rotated.jpg": (_exif_rotated_jpeg(), (20, 24, 3), 8, False),
+    "rgb16.png": (b"", (24, 20, 3), 16, False),  # filled in below: 16-bit colour PNG stays 16-bit
+    "rgba16.png": (b"", (24, 20, 3), 16, True),
     "rgb16.tif": (tiff_bytes((smooth_image(24, 20, channels=3) * 65535).astype(np.uint16)), (24, 20, 3), 16, False),
     "float.tif": (tiff_bytes(smooth_image(24, 20)), (24, 20), 32, False),
     "photo.webp": (pil_bytes(Image.fromarray(RGB), "WEBP", lossless=True), (24, 20, 3), 8, False),
     "photo.bmp": (pil_bytes(Image.fromarray(RGB), "BMP"), (24, 20, 3), 8, False),
 }
+
+
+def _png16(channels: int) -> bytes:
+    import tempfile
+
+    from deepdenoise.io import _write_png16_color
+
+    q = (np.random.default_rng(channels).random((24, 20, channels)) * 65535).astype(np.uint16)
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_png16_color(Path(tmp) / "x.png", q)
+        return (Path(tmp) / "x.png").read_bytes()
+
+
+VALID["rgb16.png"] = (_png16(3), *VALID["rgb16.png"][1:])
+VALID["rgba16.png"] = (_png16(4), *VALID["rgba16.png"][1:])
 
 
 @pytest.mark.parametrize("name", sorted(VALID))

@@ -93,16 +93,27 @@ def read_image(path: str | Path) -> ImageData:
             fmt = im.format or "PNG"
             icc = im.info.get("icc_profile")
             im.load()
-            data = _from_pil(ImageOps.exif_transpose(im), fmt, icc, str(p))
             if fmt == "PNG" and _png_is_16bit_color(p):
-                data.notes.append("16-bit colour PNG read at 8 bits (Pillow limitation); use TIFF to keep 16 bits")
-            return data
+                data = _read_png16_color(p)  # Pillow would reduce it to 8 bits
+                data.icc = icc
+                return data
+            return _from_pil(ImageOps.exif_transpose(im), fmt, icc, str(p))
     except InputError:
         raise
     except Image.DecompressionBombError:
         raise InputError(f"{p}: image exceeds the pixel limit of {MAX_PIXELS} pixels") from None
     except Exception as exc:
         raise InputError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _read_png16_color(path: Path) -> ImageData:
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputError(f"{path}: not a readable 16-bit PNG")
+    code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return _from_array(cv2.cvtColor(arr, code), "PNG", str(path))
 
 
 def _png_is_16bit_color(path: Path) -> bool:
