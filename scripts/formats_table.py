@@ -17,15 +17,15 @@ from test_corpus import VALID  # noqa: E402
 
 
 def describe(path: Path) -> str:
-    if path.suffix == ".tif":
-        import tifffile
+    """Mode, size, bit depth, alpha and ICC as deepdenoise reads the file."""
+    from deepdenoise.io import read_image
 
-        with tifffile.TiffFile(path) as t:
-            page = t.pages[0]
-            icc = 34675 in page.tags
-            return f"{page.shape} {page.dtype}, ICC {'yes' if icc else 'no'}"
-    with Image.open(path) as im:
-        return f"{im.mode} {im.size[0]}x{im.size[1]}, ICC {'yes' if im.info.get('icc_profile') else 'no'}"
+    d = read_image(path)
+    h, w = d.pixels.shape[:2]
+    mode = "RGB" if d.pixels.ndim == 3 else "gray"
+    depth = "float32" if d.bit_depth == 32 else f"{d.bit_depth}-bit"
+    return (f"{mode}{'+alpha' if d.alpha is not None else ''} {w}x{h}, {depth}, "
+            f"ICC {'yes' if d.icc else 'no'}")
 
 
 def main_table() -> str:
@@ -35,14 +35,16 @@ def main_table() -> str:
     rgb = (np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)
     Image.fromarray(rgb).save(buf, format="PNG", icc_profile=srgb)
     cases["icc_srgb.png"] = (buf.getvalue(), (24, 20, 3), 8, False)
-    rows = ["| input | read as | output file | output |", "|---|---|---|---|"]
+    rows = ["| input | file mode (Pillow) | read as | output file | output |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (content, *_rest) in sorted(cases.items()):
             src = Path(tmp) / name
             src.write_bytes(content)
             out = Path(tmp) / ("out_" + name.replace(".", "_") + (".tif" if name.endswith(".tif") else ".png"))
             rc = main(["denoise", str(src), "-o", str(out), "--sigma", "10", "--model", "dncnn_s_sigma25"])
-            rows.append(f"| `{name}` | {describe(src) if not name.endswith('.gif') else 'GIF (first frame)'} | "
+            with Image.open(src) as im:
+                pil_mode = f"{im.format} {im.mode}" + (f", {im.n_frames} frames" if getattr(im, "n_frames", 1) > 1 else "")
+            rows.append(f"| `{name}` | {pil_mode} | {describe(src)} | "
                         f"`{out.suffix}` | {describe(out) if rc == 0 else f'exit {rc}'} |")
     return "\n".join(rows)
 
