@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--size", type=int, default=1000, help="image side in pixels (1000: 1 MP)")
+    ap.add_argument("--backend", default="eager", help="the server's inference backend")
     a = ap.parse_args()
     import httpx
 
@@ -33,7 +34,8 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "deepdenoise", "serve", "--port", str(port),
-                               "--queue", str(a.requests)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                               "--queue", str(a.requests), "--backend", a.backend],
+                              stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -71,7 +73,7 @@ def main() -> int:
         lat = sorted(r[0] for r in results)
         errors = sum(1 for r in results if r[1] != 200)
         p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
-        print(f"requests {a.requests}, concurrency {a.concurrency}, image {a.size}x{a.size} "
+        print(f"backend {a.backend}; requests {a.requests}, concurrency {a.concurrency}, image {a.size}x{a.size} "
               f"({a.size * a.size / 1e6:.1f} MP, {len(payload) / 1e6:.2f} MB PNG)")
         print(f"throughput {a.requests / wall:.3f} req/s ({a.requests * a.size * a.size / 1e6 / wall:.3f} MP/s), "
               f"wall {wall:.1f} s")

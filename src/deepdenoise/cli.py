@@ -176,7 +176,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     except ImportError as exc:
         raise DeepDenoiseError(f"the web service needs its extras: pip install -e '.[web]' ({exc})") from None
     serve(a.host, a.port, ServeConfig(max_upload_bytes=a.max_upload_mb * 1024 * 1024,
-                                      max_pixels=a.max_pixels, workers=a.workers, queue=a.queue))
+                                      max_pixels=a.max_pixels, workers=a.workers, queue=a.queue,
+                                      backend=a.backend))
     return 0
 
 
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-pixels", dest="max_pixels", type=int, default=50_000_000)
     s.add_argument("--workers", type=int, default=1, help="images denoised at the same time")
     s.add_argument("--queue", type=int, default=64, help="requests that may wait; more get 503")
+    s.add_argument("--backend", default="eager", choices=["eager", "folded", "bf16", "onnxruntime"])
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list the shipped models with their metadata and measured PSNR")

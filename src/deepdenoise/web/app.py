@@ -28,6 +28,7 @@ class ServeConfig:
     workers: int = 1
     queue: int = 64
     tile: int = 512
+    backend: str = "eager"
 
 
 def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | None,
@@ -52,7 +53,7 @@ def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | 
         media, ext = MEDIA[fmt]
         dst = Path(tmp) / f"out{ext}"
         t0 = time.perf_counter()
-        info = denoise_file(src, dst, sigma, model, overwrite=False, tile=cfg.tile)
+        info = denoise_file(src, dst, sigma, model, overwrite=False, tile=cfg.tile, backend=cfg.backend)
         info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
         info.update(width=w, height=h)
         return dst.read_bytes(), media, info
