@@ -43,7 +43,8 @@ def main_table() -> str:
             out = Path(tmp) / ("out_" + name.replace(".", "_") + (".tif" if name.endswith(".tif") else ".png"))
             rc = main(["denoise", str(src), "-o", str(out), "--sigma", "10", "--model", "dncnn_s_sigma25"])
             with Image.open(src) as im:
-                pil_mode = f"{im.format} {im.mode}" + (f", {im.n_frames} frames" if getattr(im, "n_frames", 1) > 1 else "")
+                frames = getattr(im, "n_frames", 1)
+                pil_mode = f"{im.format} {im.mode}" + (f", {frames} frames" if frames > 1 else "")
             rows.append(f"| `{name}` | {pil_mode} | {describe(src)} | "
                         f"`{out.suffix}` | {describe(out) if rc == 0 else f'exit {rc}'} |")
     return "\n".join(rows)
