@@ -191,11 +191,14 @@ def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> 
         raise OutputError(f"{p}: cannot write ({type(exc).__name__}: {exc})") from None
 
 
-def _quantize(a: np.ndarray, bits: int) -> np.ndarray:
-    a = np.clip(a, 0.0, 1.0)
-    if bits == 16:
-        return np.round(a * 65535.0).astype(np.uint16)
-    return np.round(a * 255.0).astype(np.uint8)
+def _quantize(a: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:
+    """Clip to [0, 1] and round to 8 or 16 bits, a band of rows at a time (bounded temporaries)."""
+    peak, dtype = (65535.0, np.uint16) if bits == 16 else (255.0, np.uint8)
+    out = np.empty(a.shape, dtype=dtype)
+    for y in range(0, a.shape[0], rows):
+        band = np.clip(a[y:y + rows], 0.0, 1.0) * peak
+        out[y:y + rows] = np.round(band, out=band)
+    return out
 
 
 def _encode(tmp: Path, suffix: str, image: ImageData) -> None:

@@ -46,13 +46,14 @@ def estimate_sigma(image: np.ndarray | torch.Tensor) -> float:
     sigma >= 10; on textured clean images it overestimates by a few units.
     """
     a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    a = a.astype(np.float64)
     if a.ndim == 2:
         a = a[:, :, None]
     h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
     if h < 2 or w < 2:
         return 0.0
-    a = a[:h, :w]
-    hh = (a[0::2, 0::2] - a[0::2, 1::2] - a[1::2, 0::2] + a[1::2, 1::2]) / 2.0  # [H/2, W/2, C]
-    sig = np.median(np.abs(hh), axis=(0, 1)) / 0.6745
+    sig = []
+    for c in range(a.shape[2]):  # one channel at a time: bounded memory on large photos
+        p = a[:h, :w, c].astype(np.float32, copy=False)
+        hh = (p[0::2, 0::2] - p[0::2, 1::2] - p[1::2, 0::2] + p[1::2, 1::2]) * 0.5  # [H/2, W/2]
+        sig.append(float(np.median(np.abs(hh))) / 0.6745)
     return float(np.mean(sig) * 255.0)

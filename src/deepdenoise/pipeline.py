@@ -16,7 +16,7 @@ import numpy as np
 
 from deepdenoise.api import denoise
 from deepdenoise.errors import DeepDenoiseError, InputError, OutputError
-from deepdenoise.io import READ_SUFFIXES, ImageData, read_image, write_image
+from deepdenoise.io import READ_SUFFIXES, read_image, write_image
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -32,11 +32,10 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
     if dst.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"):
         raise OutputError(f"{dst}: unsupported output format (use .png, .tif, .jpg, .webp or .bmp)")
     img = read_image(src)
-    pixels = img.pixels
-    if gray and pixels.ndim == 3:
-        pixels = pixels @ LUMA  # [H, W]
+    if gray and img.pixels.ndim == 3:
+        img.pixels = img.pixels @ LUMA  # [H, W]
     bar = None
-    if show_progress and tile and pixels.shape[0] * pixels.shape[1] > 4 * tile * tile:
+    if show_progress and tile and img.pixels.shape[0] * img.pixels.shape[1] > 4 * tile * tile:
         from tqdm import tqdm
 
         bar = tqdm(desc=src.name, unit="tile", file=sys.stderr, leave=False)
@@ -47,12 +46,12 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
             bar.update(done - bar.n)
 
     try:
-        out, info = denoise(pixels, sigma=sigma, model=model, tile=tile, return_info=True, progress=tick,
-                            backend=backend)
+        img.pixels, info = denoise(img.pixels, sigma=sigma, model=model, tile=tile, return_info=True,
+                                   progress=tick, backend=backend)  # the input array is released here
     finally:
         if bar is not None:
             bar.close()
-    write_image(dst, ImageData(out, img.bit_depth, img.alpha, img.icc, img.format), overwrite=overwrite)
+    write_image(dst, img, overwrite=overwrite)
     info["notes"] = img.notes
     return info
 
