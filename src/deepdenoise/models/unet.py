@@ -61,13 +61,18 @@ class UNetDenoiser(nn.Module):
 
     @property
     def receptive_radius(self) -> int:
-        # Conservative context margin for tiled inference: each level doubles the radius.
+        """Pixels of context each output depends on (one side): tiles need this much margin.
+
+        3x3 convs add ``scale`` per conv at their level; each 2x2 down/up-sampling adds at most
+        ``scale`` of the finer level; head and tail convs add 1 each.
+        """
         c = self.config
-        radius, scale = 1, 1
-        for _ in range(len(c.features)):
-            radius += 2 * 2 * c.blocks * scale
+        levels = len(c.features)
+        radius, scale = 2, 1  # head + tail
+        for _ in range(levels - 1):  # encoder, down, and the matching up + decoder
+            radius += 2 * (2 * c.blocks * scale) + 2 * scale
             scale *= 2
-        return radius * 2
+        return radius + 2 * c.blocks * scale  # the middle
 
     def flops_per_pixel(self) -> int:
         c = self.config
