@@ -51,10 +51,12 @@ def _from_array(arr: np.ndarray, fmt: str, name: str) -> ImageData:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
         raise InputError(f"{name}: unsupported image shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        bits, data = 8, arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint8:  # scale in place: no second full-size float temporary
+        bits, data = 8, arr.astype(np.float32)
+        data /= 255.0
     elif arr.dtype == np.uint16:
-        bits, data = 16, arr.astype(np.float32) / 65535.0
+        bits, data = 16, arr.astype(np.float32)
+        data /= 65535.0
     elif arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise InputError(f"{name}: image contains NaN or infinite values")
