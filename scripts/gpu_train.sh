@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train recipes on a lent GPU machine (nothing installed there: PYTHONPATH=src), several at once.
 # The 500 BSDS500 JPEGs must be copied to .carry/BSDS500/{train,val,test} (an ignored folder named
-# in the device tool's carry). Each argument is a list of configs run one after another (a chain of
+# in the device tool's carry); gray-only chains can carry .carry/test_crops.npy (and .carry/val4096.npy, the
+# first 4096 test patches) from `deepdenoise prepare` instead of preparing patches there. Each argument is a list of configs run one after another (a chain of
 # stages); the arguments run concurrently. The fp16 weights, logs and configs come back in OUTDIR.
 #   bash scripts/gpu_train.sh OUTDIR "dncnn_s_sigma25" "default default_ft default_ft2" \
 #        "default_color default_color_ft default_color_ft2"
@@ -11,10 +12,16 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 mkdir -p data runs "$out"
 [ -e data/BSDS500 ] || ln -s "$PWD/.carry/BSDS500" data/BSDS500
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m deepdenoise prepare data/BSDS500 --out data/patches > "$out/prepare.log" 2>&1
-python3 -m deepdenoise prepare data/BSDS500 --out data/patches --color >> "$out/prepare.log" 2>&1
+if [ -e .carry/test_crops.npy ]; then  # gray runs only need the validation set: skip prepare
+  mkdir -p data/patches && ln -sf "$PWD/.carry/test_crops.npy" data/patches/test_crops.npy
+  if [ -e .carry/val4096.npy ]; then ln -sf "$PWD/.carry/val4096.npy" data/patches/test.npy; fi
+else
+  python3 -m deepdenoise prepare data/BSDS500 --out data/patches > "$out/prepare.log" 2>&1
+  python3 -m deepdenoise prepare data/BSDS500 --out data/patches --color >> "$out/prepare.log" 2>&1
+fi
 chain() {
   for cfg in "$@"; do
+    mkdir -p "$(dirname "$out/$cfg.log")"
     python3 -m deepdenoise train --config "configs/$cfg.yaml" --quiet > "$out/$cfg.log" 2>&1 || return 1
     python3 - "runs/$cfg" <<'PY'
 import sys

@@ -29,8 +29,10 @@ def test_prepare_counts_determinism_and_cache(tmp_path: Path) -> None:
     assert counts == {"train": 35, "test": 14}
     train = np.load(tmp_path / "p1" / "train.npy")
     assert train.shape == (35, 40, 40) and train.dtype == np.uint8
+    crops = np.load(tmp_path / "p1" / "test_crops.npy")  # one central crop per test image
+    assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8  # 61 px side -> multiple of 16
     prepare_patches(tmp_path / "bsds", tmp_path / "p2", cfg, progress=False)
-    for name in ("train.npy", "test.npy"):
+    for name in ("train.npy", "test.npy", "test_crops.npy"):
         assert (tmp_path / "p1" / name).read_bytes() == (tmp_path / "p2" / name).read_bytes()
     mtime = (tmp_path / "p1" / "train.npy").stat().st_mtime_ns
     prepare_patches(tmp_path / "bsds", tmp_path / "p1", cfg, progress=False)  # cached

@@ -13,14 +13,32 @@ from deepdenoise.io import ImageData, read_image, write_image
 from deepdenoise.models import create_model
 
 
-@pytest.mark.parametrize("name", ["dncnn_tiny", "unet_tiny"])
-def test_tiled_equals_whole_image(name: str) -> None:
+@pytest.mark.parametrize("name,overrides", [("dncnn_tiny", {}), ("unet_tiny", {}),
+                                            ("dncnn_tiny", {"unshuffle": 2}), ("unet_tiny", {"unshuffle": 2})])
+def test_tiled_equals_whole_image(name: str, overrides: dict) -> None:
+    """Exact receptive radius: tiles with that much margin reproduce the whole-image result."""
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = create_model(name, **overrides).eval()
     x = torch.rand(1, 1, 101, 77)
     whole = denoise_tensor(model, x, tile=None)
     tiled = denoise_tensor(model, x, tile=24)
     assert (whole - tiled).abs().max() < 1e-5
+    for tile in (24, 8):  # in place, band by band; 8 < the margin: context spans earlier bands
+        buf = x.clone()
+        denoise_tensor(model, buf, tile=tile, out=buf)
+        assert (whole - buf).abs().max() < 1e-5
+
+
+def test_api_overwrites_only_what_it_owns() -> None:
+    """uint8 input is converted (a private copy, denoised in place); a caller's float array is
+    left alone unless overwrite_input=True, and either way the result is the same."""
+    noisy = np.clip(smooth_image(90, 130, channels=3) + np.random.default_rng(0).normal(0, 0.1, (90, 130, 3)), 0, 1)
+    f32 = noisy.astype(np.float32)
+    keep = f32.copy()
+    a = denoise(f32, sigma=25, model="default_color", tile=48)
+    assert np.array_equal(f32, keep)
+    b = denoise(f32, sigma=25, model="default_color", tile=48, overwrite_input=True)
+    assert np.abs(a - b).max() < 1e-6 and np.shares_memory(b, f32)
 
 
 def test_api_dtypes_shapes_and_tensors() -> None:

@@ -3,11 +3,15 @@ import torch
 
 from deepdenoise.models import create_model, list_presets, model_config
 
+UNSHUFFLED = [("dncnn_tiny", 1, {"unshuffle": 2}), ("dncnn_tiny_rgb", 3, {"unshuffle": 2}),
+              ("unet_tiny", 1, {"unshuffle": 2}), ("unet_tiny", 3, {"unshuffle": 2, "channels": 3})]
 
-@pytest.mark.parametrize("name,channels", [("dncnn_tiny", 1), ("dncnn_tiny_rgb", 3), ("unet_tiny", 1)])
-def test_forward_odd_sizes(name: str, channels: int) -> None:
+
+@pytest.mark.parametrize("name,channels,overrides", [("dncnn_tiny", 1, {}), ("dncnn_tiny_rgb", 3, {}),
+                                                      ("unet_tiny", 1, {}), *UNSHUFFLED])
+def test_forward_odd_sizes(name: str, channels: int, overrides: dict) -> None:
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = create_model(name, **overrides).eval()
     x = torch.rand(2, channels, 37, 31)
     y = model(x)
     assert y.shape == x.shape
@@ -48,3 +52,25 @@ def test_registry_errors_and_listing() -> None:
         create_model("nope")
     arch, cfg = model_config("dncnn_s", depth=20)
     assert arch == "dncnn" and cfg["depth"] == 20
+
+
+@pytest.mark.parametrize("name,channels,overrides", UNSHUFFLED)
+def test_unshuffled_trunk_is_residual_and_cheaper(name: str, channels: int, overrides: dict) -> None:
+    """The half-resolution trunk still predicts the noise: zero last conv, output == input."""
+    model = create_model(name, **overrides).eval()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        torch.nn.init.zeros_(last.bias)
+    x = torch.rand(1, channels, 37, 31)
+    assert torch.equal(model(x), x)
+
+
+def test_fast_presets() -> None:
+    """A trunk at half resolution costs about a quarter of the same trunk at full resolution."""
+    for name in ("ffdnet_s", "unet_fast"):
+        assert create_model(name).flops_per_pixel() < 0.3 * create_model(name, unshuffle=1).flops_per_pixel()
+    fast, ref = create_model("unet_fast"), create_model("dncnn_s")
+    assert fast.flops_per_pixel() * 8 < ref.flops_per_pixel()
+    assert create_model("unet_fast_rgb").config.channels == 3
+    assert create_model("ffdnet_s").multiple == 2

@@ -61,6 +61,7 @@ def denoise(
     image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
     progress: Callable[[int, int], None] | None = None, backend: str = "eager",
+    overwrite_input: bool = False,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
@@ -68,6 +69,8 @@ def denoise(
     model: a shipped name ('default', 'default_color', 'dncnn_s_sigma25'), a weight path, or a module.
     progress: called as progress(tiles_done, tiles_total) while a large image is processed.
     backend: 'eager' (fp32), 'folded', 'bf16' or 'onnxruntime' (see :mod:`deepdenoise.backends`).
+    overwrite_input: a float32 input array may receive the result (saves a full-size buffer on
+    very large images; the caller must not need the noisy array afterwards).
     """
     _check_sigma(sigma)
     if isinstance(image, torch.Tensor):
@@ -108,7 +111,8 @@ def denoise(
     forward = None
     if backend != "eager":
         forward = get_forward(net, backend, used_sigma)
-    den = apply_model(net, x, used_sigma, tile, progress, forward)
+    # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request
+    den = apply_model(net, x, used_sigma, tile, progress, forward, inplace=overwrite_input or x is not a)
     if dtype == np.uint8:
         result: np.ndarray = np.round(np.clip(den, 0, 1) * 255).astype(np.uint8)
     elif dtype == np.uint16:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -20,13 +21,12 @@ BACKENDS = ("eager", "folded", "bf16", "onnxruntime")
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` where every Conv2d -> BatchNorm2d pair is one Conv2d with bias (eval)."""
-    from deepdenoise.models.dncnn import DnCNN, DnCNNConfig
+    from deepdenoise.models.dncnn import DnCNN
 
     if not isinstance(model, DnCNN) or not model.config.batch_norm:
         return copy.deepcopy(model).eval()
     cfg = model.config
-    folded = DnCNN(DnCNNConfig(depth=cfg.depth, channels=cfg.channels, features=cfg.features,
-                               batch_norm=False, kernel_size=cfg.kernel_size)).eval()
+    folded = DnCNN(dataclasses.replace(cfg, batch_norm=False)).eval()
     src = list(model.body)
     convs_out = [m for m in folded.body if isinstance(m, nn.Conv2d)]
     k = 0

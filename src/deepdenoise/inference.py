@@ -35,8 +35,10 @@ def denoise_tensor(
 ) -> torch.Tensor:
     """Denoise x: [1, C, H, W] in [0, 1]; tiled when larger than ``tile`` (None: never tile).
 
-    ``x`` and ``out`` may be strided views (e.g. of an [H, W, C] NumPy array): only one tile at a
-    time is made contiguous, which is what bounds the memory on large images.
+    ``x`` and ``out`` may be strided views (e.g. of an [H, W, C] NumPy array): only one band of
+    tiles at a time is made contiguous, which is what bounds the memory on large images. ``out``
+    may be ``x`` itself: the image is then denoised in place, band by band, keeping a copy of
+    only the noisy rows the next band still needs as context (no second full-size buffer).
     """
     fwd = forward or (lambda t: run_model(model, t.contiguous(), sigma))
     _, c, h, w = x.shape
@@ -46,19 +48,22 @@ def denoise_tensor(
         out.copy_(fwd(x))
         return out
     m = margin_for(model)
-    ys = list(range(0, h, tile))
-    xs = list(range(0, w, tile))
+    ys, xs = list(range(0, h, tile)), list(range(0, w, tile))
     total, done = len(ys) * len(xs), 0
+    above = x[:, :, :0]  # noisy rows [max(0, y0 - m), y0), kept because out may overwrite them
     for y0 in ys:
+        y1, ya, yb = min(y0 + tile, h), max(0, y0 - m), min(h, y0 + tile + m)
+        band = torch.cat([above, x[:, :, y0:yb]], dim=2)  # [1, C, yb - ya, W] noisy rows ya..yb
+        res_band = torch.empty(1, c, y1 - y0, w)  # [1, C, rows, W]
         for x0 in xs:
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa = max(0, y0 - m), max(0, x0 - m)
-            yb, xb = min(h, y1 + m), min(w, x1 + m)
-            res = fwd(x[:, :, ya:yb, xa:xb])  # [1, C, tile + 2m, tile + 2m] at most
-            out[:, :, y0:y1, x0:x1] = res[:, :, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            x1, xa, xb = min(x0 + tile, w), max(0, x0 - m), min(w, x0 + tile + m)
+            res = fwd(band[:, :, :, xa:xb])  # [1, C, <= tile + 2m, <= tile + 2m]
+            res_band[:, :, :, x0:x1] = res[:, :, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
             done += 1
             if progress:
                 progress(done, total)
+        above = band[:, :, max(0, y1 - m) - ya:y1 - ya].clone()  # before out[y0:y1] is written
+        out[:, :, y0:y1] = res_band
     return out
 
 
@@ -71,10 +76,12 @@ def tensor_view(image: np.ndarray) -> torch.Tensor:
 def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
                 tile: int | None = DEFAULT_TILE,
                 progress: Callable[[int, int], None] | None = None,
-                forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+                forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                inplace: bool = False) -> np.ndarray:
     """Denoise a float [H, W] or [H, W, 3] array with ``model``.
 
-    A gray model on a colour image runs per channel (each channel as a gray image).
+    A gray model on a colour image runs per channel (each channel as a gray image). With
+    ``inplace`` a writable float32 ``image`` receives the result (one full-size buffer less).
     """
     channels = int(getattr(getattr(model, "config", None), "channels", 1))
     color = image.ndim == 3
@@ -88,6 +95,6 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
     src = np.asarray(image, dtype=np.float32)
     if not src.flags.writeable or not (src.flags.c_contiguous or src.flags.f_contiguous):
         src = np.ascontiguousarray(src)
-    result = np.empty(src.shape, dtype=np.float32)
+    result = src if inplace and src.flags.writeable else np.empty(src.shape, dtype=np.float32)
     denoise_tensor(model, tensor_view(src), sigma, tile, progress, forward, out=tensor_view(result))
     return result

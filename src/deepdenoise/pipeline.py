@@ -47,7 +47,7 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
 
     try:
         img.pixels, info = denoise(img.pixels, sigma=sigma, model=model, tile=tile, return_info=True,
-                                   progress=tick, backend=backend)  # the input array is released here
+                                   progress=tick, backend=backend, overwrite_input=True)  # denoised in place
     finally:
         if bar is not None:
             bar.close()

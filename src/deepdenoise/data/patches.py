@@ -89,6 +89,33 @@ def image_patches(path: Path, cfg: PatchConfig, augment: bool) -> np.ndarray:
     return np.clip(np.round(np.stack(out)), 0, 255).astype(np.uint8)
 
 
+VAL_CROP = 160  # a multiple of every model's size multiple (16 for unet_fast)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def center_crop(path: Path, size: int, color: bool) -> np.ndarray:
+    """The central size x size crop of an image: uint8 [P, P] or [P, P, 3].
+
+    40x40 patches are too small to validate networks that see 100+ pixels of context (U-Nets
+    pad them and score their edges), so ``prepare`` also writes one crop per test image.
+    """
+    from PIL import Image
+
+    with Image.open(path) as src:
+        a = np.asarray(src.convert("RGB" if color else "L"))
+    h, w = a.shape[:2]
+    if h < size or w < size:
+        raise InputError(f"{path}: smaller than the {size}x{size} validation crop")
+    y, x = (h - size) // 2, (w - size) // 2
+    return a[y:y + size, x:x + size].copy()
+
+
 def _fingerprint(files: list[Path], cfg: PatchConfig) -> str:
     h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
     for f in files:
@@ -101,7 +128,8 @@ def prepare_patches(
     root: str | Path, out: str | Path, cfg: PatchConfig | None = None, force: bool = False,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Write OUT/train.npy and OUT/test.npy (uint8; ``_color`` names for RGB) plus a manifest.
+    """Write OUT/train.npy, OUT/test.npy and OUT/test_crops.npy (one central crop per test image;
+uint8; ``_color`` names for RGB) plus a manifest.
 
 Cached: nothing is recomputed when the manifest's fingerprint (config, file names and sizes)
 matches."""
@@ -117,7 +145,8 @@ matches."""
     fp = {k: _fingerprint(v, cfg) for k, v in sets.items()}
     if manifest_path.exists() and not force:
         old = json.loads(manifest_path.read_text())
-        if old.get("fingerprints") == fp and all((out / f"{k}{tag}.npy").exists() for k in sets):
+        names = [*sets, "test_crops"]
+        if old.get("fingerprints") == fp and all((out / f"{k}{tag}.npy").exists() for k in names):
             return {k: int(v) for k, v in old["counts"].items()}
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -129,6 +158,11 @@ matches."""
         np.save(buf, data)
         atomic_write_bytes(out / f"{name}{tag}.npy", buf.getvalue())
         counts[name] = int(data.shape[0])
+    size = min(VAL_CROP, *(min(_image_size(f)) for f in sets["test"])) // 16 * 16
+    crops = np.stack([center_crop(f, size, cfg.color) for f in sets["test"]])  # [N, P, P(, 3)]
+    buf = io.BytesIO()
+    np.save(buf, crops)
+    atomic_write_bytes(out / f"test_crops{tag}.npy", buf.getvalue())
     manifest = {"counts": counts, "images": {k: len(v) for k, v in sets.items()},
                 "config": asdict(cfg), "fingerprints": fp, "source": str(root)}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")

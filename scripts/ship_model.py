@@ -1,0 +1,52 @@
+"""Publish a trained run (or a chain of stages) as a shipped model, in half precision.
+
+The weights are the last stage's best checkpoint; the metadata records every stage's command,
+steps, training seconds, hardware and validation PSNR (from its log.csv and saved weights), so
+`deepdenoise models` can say how the model was made. Measured PSNR is added afterwards by
+`deepdenoise evaluate --model NAME ... --record`.
+
+    python scripts/ship_model.py fast runs/fast runs/fast_ft \\
+        --data "BSDS500 train + test splits (400 images), random crops, sigma uniform in [0, 75]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from deepdenoise.hub import WEIGHTS_DIR, load_weights, read_meta, save_weights
+
+
+def stage_info(run: Path, weights: Path) -> dict[str, object]:
+    meta = read_meta(weights)["training"]
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    seconds = float(rows[-1]["elapsed_seconds"]) if rows else 0.0
+    return {"command": f"deepdenoise train --config {meta['config']['out'].replace('runs/', 'configs/')}.yaml",
+            "steps": int(rows[-1]["step"]) if rows else meta["steps"], "train_seconds": round(seconds),
+            "best_step": meta["steps"], "val_psnr": meta.get("val_psnr"),
+            "val": meta["config"].get("val") or "test patches", "hardware": meta.get("hardware", "?")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", help="registry name, e.g. fast")
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders, first stage first")
+    ap.add_argument("--data", required=True, help="one line: what the model was trained on")
+    a = ap.parse_args()
+    stages = []
+    for run in a.runs:
+        weights = next(p for p in (run / "best.safetensors", run / "best_fp16.safetensors") if p.exists())
+        stages.append(stage_info(run, weights))
+    model, meta = load_weights(weights)
+    training = dict(meta["training"])
+    training.update(command=" && ".join(str(s["command"]) for s in stages), stages=stages, data=a.data,
+                    total_steps=sum(int(str(s["steps"])) for s in stages),
+                    total_train_seconds=sum(int(str(s["train_seconds"])) for s in stages))
+    out = save_weights(model, WEIGHTS_DIR / a.name, {"training": training}, half=True)
+    print(f"wrote {out} and its .json ({len(stages)} stages, {training['total_steps']} steps)")
+
+
+if __name__ == "__main__":
+    main()
