@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from deepdenoise.hub import WEIGHTS_DIR, load_weights, read_meta, save_weights
 
@@ -29,17 +33,37 @@ def stage_info(run: Path, weights: Path) -> dict[str, object]:
             "val": meta["config"].get("val") or "test patches", "hardware": meta.get("hardware", "?")}
 
 
+def final_weights(run: Path, best_meta: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's last checkpoint (end of its lr schedule) instead of its best-validation weights."""
+    from safetensors.torch import load_file
+
+    from deepdenoise.models import build_model
+
+    info = json.loads((run / "checkpoint.json").read_text())
+    model = build_model(info["architecture"], info["config"])
+    tensors = load_file(str(run / info["tensors"]))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    with open(run / "log.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    training = {**best_meta["training"], "steps": info["step"], "val_psnr": float(last["val_psnr"]),
+                "weights": "final (end of the cosine schedule), not the best-validation epoch"}
+    return model, {**best_meta, "training": training}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", help="registry name, e.g. fast")
     ap.add_argument("runs", nargs="+", type=Path, help="run folders, first stage first")
     ap.add_argument("--data", required=True, help="one line: what the model was trained on")
+    ap.add_argument("--final", action="store_true", help="ship the last stage's final checkpoint, not its best")
     a = ap.parse_args()
     stages = []
     for run in a.runs:
         weights = next(p for p in (run / "best.safetensors", run / "best_fp16.safetensors") if p.exists())
         stages.append(stage_info(run, weights))
     model, meta = load_weights(weights)
+    if a.final:
+        model, meta = final_weights(a.runs[-1], meta)
     training = dict(meta["training"])
     training.update(command=" && ".join(str(s["command"]) for s in stages), stages=stages, data=a.data,
                     total_steps=sum(int(str(s["steps"])) for s in stages),

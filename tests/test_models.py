@@ -74,3 +74,15 @@ def test_fast_presets() -> None:
     assert fast.flops_per_pixel() * 8 < ref.flops_per_pixel()
     assert create_model("unet_fast_rgb").config.channels == 3
     assert create_model("ffdnet_s").multiple == 2
+
+
+def test_padding_mirrors_and_falls_back_on_tiny_images() -> None:
+    from deepdenoise.models.padding import pad_to_multiple
+
+    x = torch.arange(5.0).reshape(1, 1, 1, 5).expand(1, 1, 5, 5).contiguous()  # columns 0..4
+    p = pad_to_multiple(x, 8)
+    assert p.shape == (1, 1, 8, 8)
+    assert p[0, 0, 0, 5:].tolist() == [3.0, 2.0, 1.0]  # mirrored, not the edge value repeated
+    tiny = torch.rand(1, 1, 1, 3)  # too small to mirror by 15: edge replication
+    assert pad_to_multiple(tiny, 16).shape == (1, 1, 16, 16)
+    assert pad_to_multiple(x[:, :, :4, :4], 4).shape == (1, 1, 4, 4)  # already a multiple

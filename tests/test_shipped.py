@@ -14,6 +14,7 @@ GOLDEN = Path(__file__).with_name("golden.json")
 FLOORS = {  # minimum PSNR gain (dB) over the noisy input on the test crops
     ("dncnn_s_sigma25", 25): 7.0,
     ("default", 15): 5.0, ("default", 25): 7.0, ("default", 50): 9.0,
+    ("fast", 15): 5.5, ("fast", 25): 7.5, ("fast", 50): 10.0,
 }
 
 
@@ -34,7 +35,7 @@ def test_color_gain_floor(astronaut: np.ndarray, sigma: float, floor: float) -> 
 def golden_values(camera: np.ndarray) -> dict[str, list[float]]:
     noisy = add_noise_numpy(camera[:64, :64], 25, seed=0)
     out = {}
-    for name in ("dncnn_s_sigma25", "default"):
+    for name in ("dncnn_s_sigma25", "default", "fast"):
         res = denoise(noisy, sigma=25, model=name)
         out[name] = [float(res.mean()), float(res.std()), float(res[10, 10]), float(res[40, 50])]
     return out

@@ -2,7 +2,8 @@
 
 Every method sees the same noisy images (seed + image index). Speed is megapixels per second over
 the whole set, the median of ``repeats`` timed passes after one warm-up pass; peak memory is the
-largest resident-set growth seen by a sampler thread while the method runs. The ``reference`` is
+largest resident-set growth seen by a sampler thread from before the warm-up pass to the end
+(memory the allocator kept from an earlier method can be reused unseen, so it is a lower bound). The ``reference`` is
 the official DnCNN-S (per-sigma weights, fp32 eager PyTorch): every speed ratio divides by it.
 """
 
@@ -110,10 +111,10 @@ def model_denoiser(model_name: str | None, backend: str, sigma: float, reference
 def time_method(
     fn: Denoiser, noisy: list[np.ndarray], sigma: float, repeats: int
 ) -> tuple[list[np.ndarray], float, float]:
-    outs = [fn(y, sigma) for y in noisy]  # warm-up pass, also the outputs we score
     pixels = sum(y.shape[0] * y.shape[1] for y in noisy)
     speeds = []
-    with PeakMemory() as mem:
+    with PeakMemory() as mem:  # from before the warm-up: its buffers are the working memory
+        outs = [fn(y, sigma) for y in noisy]  # warm-up pass, also the outputs we score
         for _ in range(repeats):
             t0 = time.perf_counter()
             for y in noisy:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from deepdenoise.backends import fold_batchnorm
 from deepdenoise.errors import DeepDenoiseError
+from deepdenoise.models.padding import pad_to_multiple
 
 
 class _Graph(nn.Module):
@@ -75,8 +75,7 @@ def onnx_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
     def run(x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
-        ph, pw = (-h) % mult, (-w) % mult
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x  # [1, C, H', W']
+        xp = pad_to_multiple(x, mult)  # [1, C, H', W']
         y = session.run(None, {"noisy": xp.contiguous().numpy()})[0]
         return torch.from_numpy(y)[:, :, :h, :w]
 

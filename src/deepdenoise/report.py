@@ -213,8 +213,8 @@ def sigma_table_section(path: Path) -> list[str]:
 
     sigmas = " ".join(f"{r['sigma']:g}" for r in res)
     lines = [f"## `default` on {res[0]['dataset']} at sigma 5..75 (one blind network)", "",
-             f"`deepdenoise evaluate --model {data['meta']['model']} --dataset {res[0]['dataset']} --sigma "
-             f"{sigmas} --json {path}` "
+             f"`deepdenoise evaluate --model {data['meta']['model']} --dataset ../shared/data/{res[0]['dataset']} "
+             f"--sigma {sigmas} --json {path}` "
              "(per-image scores dropped); published values where the papers give them.", "",
              "| sigma | noisy | **default** (measured) | SSIM | DnCNN-S (published, per sigma) | DnCNN-B (published) |",
              "|---|---|---|---|---|---|"]

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepdenoise.models.padding import pad_to_multiple
+
 
 @dataclass
 class DnCNNConfig:
@@ -79,8 +81,7 @@ class DnCNN(nn.Module):
         if u == 1:
             return self.core(x)
         _, _, h, w = x.shape  # x: [B, C, H, W]
-        ph, pw = (-h) % u, (-w) % u
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x  # [B, C, H', W']
+        xp = pad_to_multiple(x, u)  # [B, C, H', W']
         return self.core(xp)[:, :, :h, :w]
 
     def core(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepdenoise.models.padding import pad_to_multiple
+
 
 @dataclass
 class UNetConfig:
@@ -95,8 +97,7 @@ class UNetDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         _, _, h, w = x.shape  # x: [B, C, H, W]
         m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x  # [B, C, H', W']
+        xp = pad_to_multiple(x, m)  # [B, C, H', W']
         return self.core(xp, sigma)[:, :, :h, :w]
 
     def core(self, xp: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
