@@ -9,6 +9,7 @@ from PIL import Image
 from conftest import smooth_image
 from deepdenoise.backends import fold_batchnorm, make_forward
 from deepdenoise.cli import main
+from deepdenoise.errors import DeepDenoiseError
 from deepdenoise.hub import load_model
 from deepdenoise.metrics import psnr
 from deepdenoise.models import create_model
@@ -87,3 +88,17 @@ def test_onnx_backend_with_pixel_unshuffle(name: str) -> None:
     fn, used = make_forward(model, "onnxruntime")
     assert used == "onnxruntime"
     assert (fn(x) - model(x)).abs().max() < 1e-4
+
+
+def test_onnx_noise_map_model_takes_sigma() -> None:
+    """Noise-map models export with a sigma input [B]; the graph follows sigma like eager does."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create_model("unet_tiny", unshuffle=2, noise_map=True).eval()
+    x = torch.rand(1, 1, 37, 31)
+    for sigma in (5.0, 40.0):
+        fn, _ = make_forward(model, "onnxruntime", sigma)
+        assert (fn(x) - model(x, sigma)).abs().max() < 1e-4
+    assert (make_forward(model, "onnxruntime", 5.0)[0](x) - model(x, 40.0)).abs().max() > 1e-3
+    with pytest.raises(DeepDenoiseError, match="noise level"):
+        make_forward(model, "onnxruntime", None)

@@ -14,7 +14,8 @@ from deepdenoise.models import create_model
 
 
 @pytest.mark.parametrize("name,overrides", [("dncnn_tiny", {}), ("unet_tiny", {}),
-                                            ("dncnn_tiny", {"unshuffle": 2}), ("unet_tiny", {"unshuffle": 2})])
+                                            ("dncnn_tiny", {"unshuffle": 2}), ("unet_tiny", {"unshuffle": 2}),
+                                            ("unet", {"features": (4, 8, 8), "blocks": (0, 1, 2)})])
 def test_tiled_equals_whole_image(name: str, overrides: dict) -> None:
     """Exact receptive radius: tiles with that much margin reproduce the whole-image result."""
     torch.manual_seed(0)

@@ -76,6 +76,20 @@ def test_fast_presets() -> None:
     assert create_model("ffdnet_s").multiple == 2
 
 
+def test_blocks_per_level() -> None:
+    """Fewer blocks at the fine levels: cheaper per pixel, smaller receptive field, same contract."""
+    full = create_model("unet_fast")
+    lean = create_model("unet_fast", blocks=[1, 2, 2, 2])  # a list, as YAML and JSON give it
+    assert lean.config.blocks == (1, 2, 2, 2) and lean.level_blocks == (1, 2, 2, 2)
+    assert len(lean.enc[0]) == 1 and len(lean.dec[-1]) == 1 and len(lean.enc[1]) == 2
+    assert lean.flops_per_pixel() < full.flops_per_pixel() and lean.receptive_radius < full.receptive_radius
+    assert create_model("unet_fast", blocks=2).level_blocks == full.level_blocks
+    with pytest.raises(ValueError, match="one count per level"):
+        create_model("unet_fast", blocks=(1, 2))
+    x = torch.rand(1, 1, 37, 31)
+    assert create_model("unet_tiny", blocks=(0, 1)).eval()(x).shape == x.shape
+
+
 def test_padding_mirrors_and_falls_back_on_tiny_images() -> None:
     from deepdenoise.models.padding import pad_to_multiple
 

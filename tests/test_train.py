@@ -8,7 +8,8 @@ import torch
 from deepdenoise.config import TrainConfig
 from deepdenoise.errors import DeepDenoiseError
 from deepdenoise.hub import load_weights
-from deepdenoise.train import train
+from deepdenoise.models import create_model
+from deepdenoise.train import adapt_state, train
 
 
 def make_patches(folder: Path, n_train: int = 96, n_test: int = 32) -> None:
@@ -62,6 +63,34 @@ def test_blind_training_on_image_crops(tmp_path: Path) -> None:
                       device="cpu")
     summary = train(cfg, progress=False)
     assert summary["steps"] == 6
+
+
+def test_init_from_grows_a_noise_map_and_drops_blocks(tmp_path: Path) -> None:
+    """A blind model's weights seed a noise-map model with fewer blocks: with the new input's
+    weights at zero and the same blocks, the seeded model computes exactly what the blind one did."""
+    torch.manual_seed(0)
+    blind = create_model("unet_tiny", blocks=2).eval()
+    x = torch.rand(2, 1, 37, 31)
+    grown = create_model("unet_tiny", blocks=2, noise_map=True).eval()
+    state, fresh = adapt_state(blind.state_dict(), grown.state_dict())
+    grown.load_state_dict(state)
+    assert fresh == 0 and torch.equal(grown(x, 30.0), blind(x))
+    lean = create_model("unet_tiny", blocks=(1, 2), noise_map=True)
+    state, fresh = adapt_state(blind.state_dict(), lean.state_dict())
+    assert fresh == 0 and set(state) == set(lean.state_dict())
+    with pytest.raises(DeepDenoiseError, match="shape"):
+        adapt_state(blind.state_dict(), create_model("unet_tiny", features=(8, 32)).state_dict())
+    from deepdenoise.hub import save_weights
+
+    save_weights(blind, tmp_path / "blind")
+    make_patches(tmp_path / "patches")
+    cfg = TrainConfig(model="unet_tiny", model_overrides={"blocks": [1, 2], "noise_map": True},
+                      data=str(tmp_path / "patches"), batch_size=16, sigma=0, sigma_max=50, epochs=1,
+                      steps_per_epoch=2, out=str(tmp_path / "run"), amp=False, device="cpu",
+                      init_from=str(tmp_path / "blind.safetensors"))
+    assert train(cfg, progress=False)["steps"] == 2
+    model, _ = load_weights(tmp_path / "run" / "best.safetensors")
+    assert model.config.blocks == (1, 2) and model.config.noise_map
 
 
 def test_refuses_to_clobber_a_run(tmp_path: Path) -> None:

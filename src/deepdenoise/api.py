@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import InputError, ModelError
 from deepdenoise.hub import load_model, shipped_models
 from deepdenoise.inference import DEFAULT_TILE, apply_model
@@ -60,7 +61,7 @@ def _check_sigma(sigma: float | None) -> None:
 def denoise(
     image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
-    progress: Callable[[int, int], None] | None = None, backend: str = "eager",
+    progress: Callable[[int, int], None] | None = None, backend: str = DEFAULT_BACKEND,
     overwrite_input: bool = False,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.

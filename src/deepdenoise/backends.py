@@ -1,7 +1,9 @@
 """Inference backends: the same weights run faster without changing the result beyond 0.02 dB.
 
 - ``eager``: fp32 PyTorch, as trained (the reference for parity);
-- ``folded``: batch norm folded into the preceding convolutions at load time (fewer passes);
+- ``folded`` (the default): batch norm folded into the preceding convolutions at load time, and
+  channels_last memory format (fp32, same arithmetic up to summation order); on this 2-core CPU
+  channels_last alone is 1.5x for DnCNN-S, 1.3x for ``default`` and 1.15x for ``fast``;
 - ``bf16``: folded + channels_last + bfloat16 autocast, on CPUs with AVX-512 BF16/AMX (falls back
   to ``folded`` elsewhere, saying so);
 - ``onnxruntime``: the folded network exported to ONNX and run by onnxruntime.
@@ -12,15 +14,21 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads lazily: the CLI imports the backend names before any work
+    import torch
+    from torch import nn
 
 BACKENDS = ("eager", "folded", "bf16", "onnxruntime")
+DEFAULT_BACKEND = "folded"
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` where every Conv2d -> BatchNorm2d pair is one Conv2d with bias (eval)."""
+    import torch
+    from torch import nn
+
     from deepdenoise.models.dncnn import DnCNN
 
     if not isinstance(model, DnCNN) or not model.config.batch_norm:
@@ -60,6 +68,8 @@ def cpu_bf16_available() -> bool:
 def make_forward(model: nn.Module, backend: str = "eager",
                  sigma: float | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
     """A forward function x: [1, C, H, W] -> [1, C, H, W] for ``backend``; returns (fn, backend used)."""
+    import torch
+
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if backend == "eager":
@@ -73,7 +83,7 @@ def make_forward(model: nn.Module, backend: str = "eager",
     if backend == "onnxruntime":
         from deepdenoise.export import onnx_forward
 
-        return onnx_forward(model), "onnxruntime"
+        return onnx_forward(model, sigma), "onnxruntime"
     net = fold_batchnorm(model)
     if backend == "bf16" and cpu_bf16_available():
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -85,8 +95,10 @@ def make_forward(model: nn.Module, backend: str = "eager",
 
         return bf16, "bf16"
 
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
     def folded_fn(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return net(x, sigma)
+            return net(x.contiguous(memory_format=torch.channels_last), sigma).contiguous()
 
     return folded_fn, "folded"

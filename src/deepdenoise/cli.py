@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from deepdenoise.backends import BACKENDS, DEFAULT_BACKEND
 from deepdenoise.errors import DeepDenoiseError
 
 
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512, help="tile size in pixels (bounded memory)")
     s.add_argument("--jobs", type=int, default=1, help="images processed in parallel (folders)")
-    s.add_argument("--backend", default="eager", choices=["eager", "folded", "bf16", "onnxruntime"],
+    s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
                    help="inference backend (all within 0.02 dB of eager fp32)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_denoise)
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-pixels", dest="max_pixels", type=int, default=50_000_000)
     s.add_argument("--workers", type=int, default=1, help="images denoised at the same time")
     s.add_argument("--queue", type=int, default=64, help="requests that may wait; more get 503")
-    s.add_argument("--backend", default="eager", choices=["eager", "folded", "bf16", "onnxruntime"])
+    s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS))
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list the shipped models with their metadata and measured PSNR")

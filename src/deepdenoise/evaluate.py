@@ -67,8 +67,16 @@ def evaluate_images(
 
 
 def model_denoiser(model: nn.Module, blind_sigma: bool = False) -> Callable[[np.ndarray, float], np.ndarray]:
-    """Wrap a model as f(noisy, sigma); ``blind_sigma`` hides the true sigma from the model."""
-    return lambda noisy, sigma: apply_model(model, noisy, None if blind_sigma else sigma, tile=None)
+    """Wrap a model as f(noisy, sigma); ``blind_sigma`` hides the true sigma from the model: a
+    noise-map model then gets the estimate from the noisy image, as ``denoise`` without --sigma does."""
+    from deepdenoise.noise import estimate_sigma
+
+    def run(noisy: np.ndarray, sigma: float) -> np.ndarray:
+        told: float | None = sigma
+        if blind_sigma:
+            told = None if getattr(model, "blind", True) else estimate_sigma(noisy)
+        return apply_model(model, noisy, told, tile=None)
+    return run
 
 
 def evaluate_dataset(

@@ -1,6 +1,7 @@
 """``deepdenoise export --format onnx``: the network as an ONNX graph with dynamic height/width.
 
-Batch norm is folded first. Padding to the network's size multiple (U-Net) stays outside the
+Batch norm is folded first. Noise-map models take a second input, ``sigma`` [B] (0-255 scale),
+expanded to the constant map inside the graph. Padding to the network's size multiple (U-Net) stays outside the
 graph, in the caller (:func:`onnx_forward`), so the graph has no shape arithmetic and any
 height/width that is a multiple works.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,31 +25,40 @@ from deepdenoise.models.padding import pad_to_multiple
 
 
 class _Graph(nn.Module):
-    """What goes into the ONNX file: the blind network core (no padding, no sigma)."""
+    """What goes into the ONNX file: the network core (no padding); sigma only for noise-map models."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         core = getattr(self.model, "core", None)
-        return core(x) if core is not None else self.model(x)
+        if core is not None:
+            return core(x, sigma) if sigma is not None else core(x)
+        return self.model(x, sigma) if sigma is not None else self.model(x)
+
+
+def takes_sigma(model: nn.Module) -> bool:
+    return not getattr(model, "blind", True)
 
 
 def onnx_bytes(model: nn.Module, opset: int = 17) -> bytes:
-    if not getattr(model, "blind", True):
-        raise DeepDenoiseError("ONNX export supports blind models only")
     net = _Graph(fold_batchnorm(model)).eval()
     channels = int(model.config.channels)  # type: ignore[union-attr,arg-type]
     mult = int(getattr(model, "multiple", 1))
-    dummy = torch.rand(1, channels, 16 * mult, 16 * mult)
+    dummy = torch.rand(1, channels, 16 * mult, 16 * mult)  # [1, C, H, W]
+    args: tuple[torch.Tensor, ...] = (dummy,)
+    names = ["noisy"]
+    axes: dict[str, dict[int, str]] = {"noisy": {0: "batch", 2: "height", 3: "width"},
+                                       "denoised": {0: "batch", 2: "height", 3: "width"}}
+    if takes_sigma(model):
+        args, names = (dummy, torch.tensor([25.0])), ["noisy", "sigma"]  # sigma: [B]
+        axes["sigma"] = {0: "batch"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(net, (dummy,), buf,  # type: ignore[arg-type]
-                          input_names=["noisy"], output_names=["denoised"],
-                          dynamic_axes={"noisy": {0: "batch", 2: "height", 3: "width"},
-                                        "denoised": {0: "batch", 2: "height", 3: "width"}},
+        torch.onnx.export(net, args, buf,  # type: ignore[arg-type]
+                          input_names=names, output_names=["denoised"], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
     return buf.getvalue()
 
@@ -58,25 +69,43 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | Path) -> Pat
     p = Path(path)
     atomic_write_bytes(p, onnx_bytes(model))
     info = {"architecture": meta.get("architecture"), "config": meta.get("config"),
-            "size_multiple": int(getattr(model, "multiple", 1)), "input": "noisy [B, C, H, W] float32 in [0, 1]",
+            "size_multiple": int(getattr(model, "multiple", 1)), "input": "noisy [B, C, H, W] float32 in [0, 1]"
+            + (", sigma [B] float32 on the 0-255 scale" if takes_sigma(model) else ""),
             "output": "denoised [B, C, H, W]", "source": meta.get("training", {}).get("command")}
     atomic_write_text(p.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     return p
 
 
-def onnx_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x: [1, C, H, W] -> [1, C, H, W] through onnxruntime on the CPU."""
+_SESSIONS: dict[int, tuple[nn.Module, Any]] = {}
+
+
+def _session(model: nn.Module, ort: Any) -> Any:
+    """One onnxruntime session per model (a noise-map model's sigma is an input, not a new graph)."""
+    if id(model) not in _SESSIONS:
+        if len(_SESSIONS) >= 4:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[id(model)] = (model, ort.InferenceSession(onnx_bytes(model), providers=["CPUExecutionProvider"]))
+    return _SESSIONS[id(model)][1]
+
+
+def onnx_forward(model: nn.Module, sigma: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x: [1, C, H, W] -> [1, C, H, W] through onnxruntime on the CPU (noise-map models need sigma)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise DeepDenoiseError("the onnxruntime backend needs: pip install onnxruntime onnx") from None
-    session = ort.InferenceSession(onnx_bytes(model), providers=["CPUExecutionProvider"])
+    if takes_sigma(model) and sigma is None:
+        raise DeepDenoiseError("this model needs a noise level: pass sigma (0-255 scale)")
+    session = _session(model, ort)
     mult = int(getattr(model, "multiple", 1))
 
     def run(x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
         xp = pad_to_multiple(x, mult)  # [1, C, H', W']
-        y = session.run(None, {"noisy": xp.contiguous().numpy()})[0]
+        feed = {"noisy": xp.contiguous().numpy()}
+        if takes_sigma(model):
+            feed["sigma"] = np.full((xp.shape[0],), sigma, dtype=np.float32)  # [B]
+        y = session.run(None, feed)[0]
         return torch.from_numpy(y)[:, :, :h, :w]
 
     return run

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from deepdenoise.api import denoise
+from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import DeepDenoiseError, InputError, OutputError
 from deepdenoise.io import READ_SUFFIXES, read_image, write_image
 
@@ -23,7 +24,7 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
                  overwrite: bool = False, tile: int | None = 512, gray: bool = False,
-                 show_progress: bool = False, backend: str = "eager") -> dict[str, Any]:
+                 show_progress: bool = False, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
     """Denoise one image file into ``dst``; raises a :class:`DeepDenoiseError` on bad input/output."""
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
@@ -76,7 +77,7 @@ def folder_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
 
 def denoise_folder(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
                    overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
-                   progress: bool = True, backend: str = "eager") -> tuple[int, list[str]]:
+                   progress: bool = True, backend: str = DEFAULT_BACKEND) -> tuple[int, list[str]]:
     """Denoise every file under ``src`` into ``dst``; returns (number done, failure lines)."""
     from tqdm import tqdm
 
@@ -120,7 +121,7 @@ def _looks_like_image(path: Path) -> bool:
 
 def denoise_path(src: str, dst: str, sigma: float | None = None, model: str | None = None,
                  overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
-                 backend: str = "eager") -> int:
+                 backend: str = DEFAULT_BACKEND) -> int:
     """CLI entry: a file or a folder. Returns the exit code (1 if some files of a folder failed)."""
     s, d = Path(src), Path(dst)
     if not s.exists():

@@ -87,6 +87,33 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
+def adapt_state(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """``src`` weights fitted to a model whose state is ``dst``; returns (state, tensors kept from dst).
+
+    - a conv that gained input channels (a blind model grown a noise-map input) keeps its trained
+      weights on the old channels and gets zeros on the new ones, so it starts out computing what
+      the trained network did;
+    - tensors the new model lacks (residual blocks it dropped) are left out: a residual network
+      without some of its blocks stays a good starting point (Veit et al. 2016);
+    - tensors only the new model has keep their fresh initialisation.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for k, t in dst.items():
+        w = src.get(k)
+        if w is None:
+            out[k] = t
+        elif w.shape == t.shape:
+            out[k] = w
+        elif (w.ndim == 4 and t.ndim == 4 and w.shape[0] == t.shape[0] and w.shape[2:] == t.shape[2:]
+              and w.shape[1] < t.shape[1]):
+            wide = torch.zeros_like(t, dtype=w.dtype)  # [O, I_new, k, k]
+            wide[:, : w.shape[1]] = w
+            out[k] = wide
+        else:
+            raise DeepDenoiseError(f"init_from: '{k}' has shape {tuple(w.shape)}, the model needs {tuple(t.shape)}")
+    return out, sum(1 for k in dst if k not in src)
+
+
 def make_source(cfg: TrainConfig) -> PatchSource | CropSource:
     if cfg.data_mode == "patches":
         name = "train_color.npy" if cfg.color else "train.npy"  # written by prepare --color
@@ -206,7 +233,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         from deepdenoise.hub import load_weights
 
         init, _ = load_weights(cfg.init_from)
-        model.load_state_dict(init.state_dict())
+        state_init, fresh = adapt_state(init.state_dict(), model.state_dict())
+        model.load_state_dict(state_init)
+        if fresh:
+            print(f"init_from: {fresh} tensors not in {cfg.init_from} keep their fresh initialisation",
+                  file=sys.stderr)
     model = model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "best_psnr": -1.0, "precise_bn_step": -1, "elapsed_seconds": 0.0,

@@ -22,9 +22,14 @@ from deepdenoise.models.padding import pad_to_multiple
 class UNetConfig:
     channels: int = 1
     features: tuple[int, ...] = (64, 128, 256)
-    blocks: int = 2
+    blocks: int | tuple[int, ...] = 2  # residual blocks per level (encoder and decoder each), or one per level
     noise_map: bool = False
     unshuffle: int = 1  # 2: the U-Net runs at half resolution on pixel-unshuffled channels
+
+    def __post_init__(self) -> None:  # JSON/YAML give lists
+        self.features = tuple(self.features)
+        if not isinstance(self.blocks, int):
+            self.blocks = tuple(self.blocks)
 
 
 class ResBlock(nn.Module):
@@ -38,25 +43,36 @@ class ResBlock(nn.Module):
 
 
 class UNetDenoiser(nn.Module):
+    @property
+    def level_blocks(self) -> tuple[int, ...]:
+        """Residual blocks at each level, finest first (an int config means the same everywhere)."""
+        b, n = self.config.blocks, len(self.config.features)
+        if isinstance(b, int):
+            return (b,) * n
+        if len(b) != n:
+            raise ValueError(f"blocks {tuple(b)} must give one count per level ({n} levels)")
+        return tuple(int(k) for k in b)
+
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
         self.config = config or UNetConfig()
         c = self.config
         self.blind = not c.noise_map
         f = list(c.features)
+        nb = self.level_blocks
         io_ch = c.channels * c.unshuffle**2  # image channels the U-Net sees
         self.head = nn.Conv2d(io_ch + (1 if c.noise_map else 0), f[0], 3, padding=1, bias=False)
         self.down = nn.ModuleList()
         self.enc = nn.ModuleList()
         for i in range(len(f) - 1):
-            self.enc.append(nn.Sequential(*[ResBlock(f[i]) for _ in range(c.blocks)]))
+            self.enc.append(nn.Sequential(*[ResBlock(f[i]) for _ in range(nb[i])]))
             self.down.append(nn.Conv2d(f[i], f[i + 1], 2, stride=2, bias=False))
-        self.mid = nn.Sequential(*[ResBlock(f[-1]) for _ in range(c.blocks)])
+        self.mid = nn.Sequential(*[ResBlock(f[-1]) for _ in range(nb[-1])])
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for i in reversed(range(len(f) - 1)):
             self.up.append(nn.ConvTranspose2d(f[i + 1], f[i], 2, stride=2, bias=False))
-            self.dec.append(nn.Sequential(*[ResBlock(f[i]) for _ in range(c.blocks)]))
+            self.dec.append(nn.Sequential(*[ResBlock(f[i]) for _ in range(nb[i])]))
         self.tail = nn.Conv2d(f[0], io_ch, 3, padding=1, bias=False)
 
     @property
@@ -71,12 +87,12 @@ class UNetDenoiser(nn.Module):
         ``scale`` of the finer level; head and tail convs add 1 each.
         """
         c = self.config
-        levels = len(c.features)
+        nb = self.level_blocks
         radius, scale = 2, 1  # head + tail
-        for _ in range(levels - 1):  # encoder, down, and the matching up + decoder
-            radius += 2 * (2 * c.blocks * scale) + 2 * scale
+        for i in range(len(nb) - 1):  # encoder, down, and the matching up + decoder
+            radius += 2 * (2 * nb[i] * scale) + 2 * scale
             scale *= 2
-        radius += 2 * c.blocks * scale  # the middle
+        radius += 2 * nb[-1] * scale  # the middle
         return c.unshuffle * radius + c.unshuffle - 1
 
     def flops_per_pixel(self) -> int:
@@ -87,7 +103,7 @@ class UNetDenoiser(nn.Module):
         total = 2 * 9 * in_ch * f[0] + 2 * 9 * f[0] * io_ch
         area = 1.0
         for i, feat in enumerate(f):
-            n_blocks = c.blocks * (1 if i == len(f) - 1 else 2)
+            n_blocks = self.level_blocks[i] * (1 if i == len(f) - 1 else 2)
             total += int(area * n_blocks * 2 * 2 * 9 * feat * feat)
             if i < len(f) - 1:
                 total += int(area / 4 * 2 * 2 * 4 * feat * f[i + 1])  # down + up convs

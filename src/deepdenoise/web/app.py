@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import DeepDenoiseError, InputError, ModelError
 
 STATIC = Path(__file__).with_name("static")
@@ -28,7 +29,7 @@ class ServeConfig:
     workers: int = 1
     queue: int = 64
     tile: int = 512
-    backend: str = "eager"
+    backend: str = DEFAULT_BACKEND
 
 
 def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | None,
