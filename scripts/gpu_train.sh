@@ -6,6 +6,9 @@
 # stages); the arguments run concurrently. The fp16 weights, logs and configs come back in OUTDIR.
 #   bash scripts/gpu_train.sh OUTDIR "dncnn_s_sigma25" "default default_ft default_ft2" \
 #        "default_color default_color_ft default_color_ft2"
+# The device tool moves at most 64 MiB (tracked files + carry): with the train and test JPEGs
+# (29 MB) carried, move shipped weights a gray run does not need (default*.safetensors) out of the
+# tree for the call and back after it. Outputs: one .tgz per stage (the tool returns 8 files).
 set -euo pipefail
 out=${1:?OUTDIR}; shift
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
