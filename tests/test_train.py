@@ -78,6 +78,10 @@ def test_init_from_grows_a_noise_map_and_drops_blocks(tmp_path: Path) -> None:
     lean = create_model("unet_tiny", blocks=(1, 2), noise_map=True)
     state, fresh = adapt_state(blind.state_dict(), lean.state_dict())
     assert fresh == 0 and set(state) == set(lean.state_dict())
+    deep = create_model("unet_tiny", blocks=(2, 4)).eval()  # two new blocks at the coarse level
+    state, fresh = adapt_state(blind.state_dict(), deep.state_dict())
+    deep.load_state_dict(state)
+    assert fresh == 4 and torch.allclose(deep(x), blind(x), atol=1e-6)
     with pytest.raises(DeepDenoiseError, match="shape"):
         adapt_state(blind.state_dict(), create_model("unet_tiny", features=(8, 32)).state_dict())
     from deepdenoise.hub import save_weights

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepdenoise.backends import DEFAULT_BACKEND
+from deepdenoise.backends import DEFAULT_BACKEND, resolve_backend
 from deepdenoise.errors import InputError, ModelError
 from deepdenoise.hub import load_model, shipped_models
 from deepdenoise.inference import DEFAULT_TILE, apply_model
@@ -69,7 +69,8 @@ def denoise(
     sigma: noise level on the 0-255 scale, or None to estimate it (blind models ignore it).
     model: a shipped name ('default', 'default_color', 'dncnn_s_sigma25'), a weight path, or a module.
     progress: called as progress(tiles_done, tiles_total) while a large image is processed.
-    backend: 'eager' (fp32), 'folded', 'bf16' or 'onnxruntime' (see :mod:`deepdenoise.backends`).
+    backend: 'auto' (int8 where the model ships a calibration and the CPU has VNNI, else 'folded'),
+    'eager' (fp32), 'folded', 'bf16', 'onnxruntime' or 'int8' (see :mod:`deepdenoise.backends`).
     overwrite_input: a float32 input array may receive the result (saves a full-size buffer on
     very large images; the caller must not need the noisy array afterwards).
     """
@@ -110,6 +111,7 @@ def denoise(
         net, _ = get_model(name)
     used_sigma = sigma if sigma is not None else estimate_sigma(x)
     forward = None
+    backend = resolve_backend(net, backend)
     if backend != "eager":
         forward = get_forward(net, backend, used_sigma)
     # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request

@@ -85,7 +85,8 @@ def classic_denoiser(name: str) -> Denoiser:
 
 
 def model_denoiser(model_name: str | None, backend: str, sigma: float, reference_dir: Path | None,
-                   ) -> tuple[Denoiser, str]:
+                   ) -> tuple[Denoiser, str] | None:
+    """The model on ``backend`` as a denoiser; None for int8 on a model without an int8 calibration."""
     from deepdenoise.backends import make_forward
     from deepdenoise.hub import load_model
     from deepdenoise.inference import apply_model, denoise_tensor, tensor_view
@@ -96,6 +97,8 @@ def model_denoiser(model_name: str | None, backend: str, sigma: float, reference
         model = load_model(str(mat))[0] if mat and mat.exists() else create_model("dncnn_s").eval()
     else:
         model = load_model(model_name)[0]
+    if backend == "int8" and not getattr(model, "int8_calibration", None):
+        return None
     if backend == "eager":
         return (lambda y, s: apply_model(model, y, s, tile=None)), "eager"
     fwd, used = make_forward(model, backend, sigma)
@@ -136,7 +139,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
             if method in CLASSIC:
                 variants = [(classic_denoiser(method), "-")]
             elif method == "reference":
-                variants = [model_denoiser(None, "eager", sigma, reference_dir)]
+                variants = [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
             else:
                 from deepdenoise.hub import read_meta, shipped_models
 
@@ -144,7 +147,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
                     if method in shipped_models() else (3 if color else 1)
                 if channels != (3 if color else 1):
                     continue  # a colour model on a gray set (or vice versa) is not what a user would run
-                variants = [model_denoiser(method, b, sigma, None) for b in backends]
+                variants = [v for b in backends if (v := model_denoiser(method, b, sigma, None))]
             for fn, backend in variants:
                 outs, mps, mem = time_method(fn, noisy, sigma, repeats)
                 row: dict[str, Any] = {

@@ -125,8 +125,18 @@ def cmd_export(a: argparse.Namespace) -> int:
     out = Path(a.output or f"{Path(str(a.model)).stem}.onnx")
     if out.exists() and not a.overwrite:
         raise DeepDenoiseError(f"{out}: already exists (use --overwrite to replace it)")
-    export_onnx(model, meta, out)
+    export_onnx(model, meta, out, int8=a.int8)
     print(out)
+    return 0
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from deepdenoise.quant import calibrate_file
+
+    out = Path(a.output).with_suffix(".safetensors")
+    if (out.exists() or out.with_suffix(".json").exists()) and not a.overwrite:
+        raise DeepDenoiseError(f"{out}: already exists (use --overwrite to replace it)")
+    print(calibrate_file(a.model, a.data, out, a.batches, a.sigma_max, a.seed))
     return 0
 
 
@@ -296,15 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["onnx"], default="onnx")
     s.add_argument("--model", default="default")
     s.add_argument("-o", "--output")
+    s.add_argument("--int8", action="store_true", help="the int8 network (needs 'deepdenoise calibrate' first)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("calibrate", help="int8 activation ranges for a U-Net, saved with a copy of its weights")
+    s.add_argument("--model", default="fast")
+    s.add_argument("--data", nargs="+", default=["data/BSDS500/train", "data/BSDS500/test"],
+                   help="training image folders (never the test set)")
+    s.add_argument("-o", "--output", required=True, help="new weight file (.safetensors + .json)")
+    s.add_argument("--batches", type=int, default=32, help="batches of 8 noisy 128x128 crops")
+    s.add_argument("--sigma-max", dest="sigma_max", type=float, default=75.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("benchmark", help="PSNR, SSIM, speed and memory of every method on the same images")
     s.add_argument("--dataset", default="../shared/data/BSD68")
     s.add_argument("--sigma", type=_sigma, nargs="+", default=[25.0])
     s.add_argument("--methods", help="comma list: reference,bm3d,opencv_nlm,skimage_nlm,skimage_wavelet,"
                                      "and shipped model names (default: all)")
-    s.add_argument("--backend", default="eager,folded,bf16,onnxruntime", help="comma list of backends for our models")
+    s.add_argument("--backend", default="eager,folded,bf16,onnxruntime,int8",
+                   help="comma list of backends for our models (int8: models with an int8 calibration)")
     s.add_argument("--reference", default="../shared/reference-weights",
                    help="folder with the official sigma=N.mat (else an untrained DnCNN-S times the speed)")
     s.add_argument("--limit", type=int)

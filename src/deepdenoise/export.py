@@ -1,7 +1,9 @@
 """``deepdenoise export --format onnx``: the network as an ONNX graph with dynamic height/width.
 
-Batch norm is folded first. Noise-map models take a second input, ``sigma`` [B] (0-255 scale),
-expanded to the constant map inside the graph. Padding to the network's size multiple (U-Net) stays outside the
+Batch norm is folded first. ``int8=True`` exports the int8 network of :mod:`deepdenoise.quant`
+instead (QuantizeLinear/DequantizeLinear pairs; needs the model's int8 calibration). Noise-map
+models take a second input, ``sigma`` [B] (0-255 scale), expanded to the constant map inside the
+graph. Padding to the network's size multiple (U-Net) stays outside the
 graph, in the caller (:func:`onnx_forward`), so the graph has no shape arithmetic and any
 height/width that is a multiple works.
 """
@@ -42,8 +44,13 @@ def takes_sigma(model: nn.Module) -> bool:
     return not getattr(model, "blind", True)
 
 
-def onnx_bytes(model: nn.Module, opset: int = 17) -> bytes:
-    net = _Graph(fold_batchnorm(model)).eval()
+def onnx_bytes(model: nn.Module, opset: int = 17, int8: bool = False) -> bytes:
+    if int8:
+        from deepdenoise.quant import fake_quant_model
+
+        net = _Graph(fake_quant_model(model, getattr(model, "int8_calibration", None) or {})).eval()
+    else:
+        net = _Graph(fold_batchnorm(model)).eval()
     channels = int(model.config.channels)  # type: ignore[union-attr,arg-type]
     mult = int(getattr(model, "multiple", 1))
     dummy = torch.rand(1, channels, 16 * mult, 16 * mult)  # [1, C, H, W]
@@ -63,32 +70,36 @@ def onnx_bytes(model: nn.Module, opset: int = 17) -> bytes:
     return buf.getvalue()
 
 
-def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | Path) -> Path:
+def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | Path, int8: bool = False) -> Path:
     from deepdenoise.hub import atomic_write_bytes, atomic_write_text
 
     p = Path(path)
-    atomic_write_bytes(p, onnx_bytes(model))
+    atomic_write_bytes(p, onnx_bytes(model, int8=int8))
     info = {"architecture": meta.get("architecture"), "config": meta.get("config"),
             "size_multiple": int(getattr(model, "multiple", 1)), "input": "noisy [B, C, H, W] float32 in [0, 1]"
             + (", sigma [B] float32 on the 0-255 scale" if takes_sigma(model) else ""),
-            "output": "denoised [B, C, H, W]", "source": meta.get("training", {}).get("command")}
+            "output": "denoised [B, C, H, W]", "source": meta.get("training", {}).get("command"),
+            "precision": "int8 (coarse levels) + fp32 (finest level)" if int8 else "fp32"}
     atomic_write_text(p.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     return p
 
 
-_SESSIONS: dict[int, tuple[nn.Module, Any]] = {}
+_SESSIONS: dict[tuple[int, bool], tuple[nn.Module, Any]] = {}
 
 
-def _session(model: nn.Module, ort: Any) -> Any:
+def _session(model: nn.Module, ort: Any, int8: bool) -> Any:
     """One onnxruntime session per model (a noise-map model's sigma is an input, not a new graph)."""
-    if id(model) not in _SESSIONS:
+    key = (id(model), int8)
+    if key not in _SESSIONS:
+        graph = onnx_bytes(model, int8=int8)  # before evicting: a model without calibration fails here
         if len(_SESSIONS) >= 4:
             _SESSIONS.pop(next(iter(_SESSIONS)))
-        _SESSIONS[id(model)] = (model, ort.InferenceSession(onnx_bytes(model), providers=["CPUExecutionProvider"]))
-    return _SESSIONS[id(model)][1]
+        _SESSIONS[key] = (model, ort.InferenceSession(graph, providers=["CPUExecutionProvider"]))
+    return _SESSIONS[key][1]
 
 
-def onnx_forward(model: nn.Module, sigma: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def onnx_forward(model: nn.Module, sigma: float | None = None,
+                 int8: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """x: [1, C, H, W] -> [1, C, H, W] through onnxruntime on the CPU (noise-map models need sigma)."""
     try:
         import onnxruntime as ort
@@ -96,7 +107,7 @@ def onnx_forward(model: nn.Module, sigma: float | None = None) -> Callable[[torc
         raise DeepDenoiseError("the onnxruntime backend needs: pip install onnxruntime onnx") from None
     if takes_sigma(model) and sigma is None:
         raise DeepDenoiseError("this model needs a noise level: pass sigma (0-255 scale)")
-    session = _session(model, ort)
+    session = _session(model, ort, int8)
     mult = int(getattr(model, "multiple", 1))
 
     def run(x: torch.Tensor) -> torch.Tensor:

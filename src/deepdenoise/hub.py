@@ -92,6 +92,7 @@ def load_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ModelError(f"{p}: corrupt weight file ({exc})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state)
+    model.int8_calibration = meta.get("int8")  # type: ignore[assignment]  # int8 ranges (deepdenoise.quant)
     return model.eval(), meta
 
 

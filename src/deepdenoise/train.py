@@ -95,13 +95,15 @@ def adapt_state(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> t
       the trained network did;
     - tensors the new model lacks (residual blocks it dropped) are left out: a residual network
       without some of its blocks stays a good starting point (Veit et al. 2016);
-    - tensors only the new model has keep their fresh initialisation.
+    - a residual block only the new model has (a deeper level) starts as the identity: its last
+      conv is zeroed, so the grown network computes what the trained one did and learns from there;
+    - other tensors only the new model has keep their fresh initialisation.
     """
     out: dict[str, torch.Tensor] = {}
     for k, t in dst.items():
         w = src.get(k)
         if w is None:
-            out[k] = t
+            out[k] = torch.zeros_like(t) if k.endswith(".conv2.weight") else t
         elif w.shape == t.shape:
             out[k] = w
         elif (w.ndim == 4 and t.ndim == 4 and w.shape[0] == t.shape[0] and w.shape[2:] == t.shape[2:]
@@ -236,8 +238,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         state_init, fresh = adapt_state(init.state_dict(), model.state_dict())
         model.load_state_dict(state_init)
         if fresh:
-            print(f"init_from: {fresh} tensors not in {cfg.init_from} keep their fresh initialisation",
-                  file=sys.stderr)
+            print(f"init_from: {fresh} tensors not in {cfg.init_from} are new "
+                  "(new residual blocks start as the identity)", file=sys.stderr)
     model = model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "best_psnr": -1.0, "precise_bn_step": -1, "elapsed_seconds": 0.0,

@@ -37,9 +37,11 @@ class ResBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=False)
         self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=False)
+        # quantization points (identity; deepdenoise.quant puts int8 fake-quantizers here)
+        self.q_hidden, self.q_res, self.q_out = nn.Identity(), nn.Identity(), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return self.q_out(x + self.q_res(self.conv2(self.q_hidden(F.relu(self.conv1(x))))))
 
 
 class UNetDenoiser(nn.Module):
@@ -74,6 +76,12 @@ class UNetDenoiser(nn.Module):
             self.up.append(nn.ConvTranspose2d(f[i + 1], f[i], 2, stride=2, bias=False))
             self.dec.append(nn.Sequential(*[ResBlock(f[i]) for _ in range(nb[i])]))
         self.tail = nn.Conv2d(f[0], io_ch, 3, padding=1, bias=False)
+        # quantization points after the head, each down/up-sampling and each skip addition
+        # (identity, no parameters: see deepdenoise.quant)
+        self.q_head = nn.Identity()
+        self.q_down = nn.ModuleList(nn.Identity() for _ in self.down)
+        self.q_up = nn.ModuleList(nn.Identity() for _ in self.up)
+        self.q_skip = nn.ModuleList(nn.Identity() for _ in self.up)
 
     @property
     def multiple(self) -> int:
@@ -127,15 +135,15 @@ class UNetDenoiser(nn.Module):
             s = torch.as_tensor(sigma, dtype=xp.dtype, device=xp.device).reshape(-1, 1, 1, 1)
             smap = (s / 255.0).expand(b, 1, inp.shape[2], inp.shape[3])  # [B, 1, H'/u, W'/u]
             inp = torch.cat([inp, smap], dim=1)  # [B, C*u*u+1, H'/u, W'/u]
-        y = self.head(inp)  # [B, F0, H', W']
+        y = self.q_head(self.head(inp))  # [B, F0, H', W']
         skips = []
-        for enc, down in zip(self.enc, self.down):
+        for enc, down, q_down in zip(self.enc, self.down, self.q_down):
             y = enc(y)
             skips.append(y)
-            y = down(y)  # [B, F(i+1), H/2^(i+1), W/2^(i+1)]
+            y = q_down(down(y))  # [B, F(i+1), H/2^(i+1), W/2^(i+1)]
         y = self.mid(y)
-        for up, dec in zip(self.up, self.dec):
-            y = dec(up(y) + skips.pop())
+        for up, dec, q_up, q_skip in zip(self.up, self.dec, self.q_up, self.q_skip):
+            y = dec(q_skip(q_up(up(y)) + skips.pop()))
         noise = self.tail(y)  # [B, C*u*u, H'/u, W'/u] predicted noise
         if u > 1:
             noise = F.pixel_shuffle(noise, u)  # [B, C, H', W']
