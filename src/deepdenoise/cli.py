@@ -152,6 +152,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(f"  parameters {r['parameters']:,}, {r['flops_per_pixel'] / 1e6:.2f} MFLOP/pixel, "
               f"{r['steps']} steps, {r['train_minutes']:.1f} min on {r['hardware']}")
         print(f"  recipe: {r['command']}")
+        if r["int8"]:
+            print(f"  int8 calibration (backend int8/auto): {r['int8']}")
         for ds, table in r["evaluation"].items():
             cells = ", ".join(f"sigma {s}: {v:.2f}" for s, v in table.items())
             print(f"  {ds} PSNR (dB): {cells}")
@@ -365,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deepdenoise: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deepdenoise models | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

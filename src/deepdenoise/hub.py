@@ -154,6 +154,7 @@ def describe_models() -> list[dict[str, Any]]:
             "train_minutes": tr.get("total_train_seconds", tr.get("wall_seconds", 0)) / 60,
             "hardware": tr.get("hardware", "?"), "command": tr.get("command", "?"),
             "data": tr.get("data", "?"), "evaluation": meta.get("evaluation", {}),
+            "int8": meta.get("int8", {}).get("command"),
         })
     return rows
 
