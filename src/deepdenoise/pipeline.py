@@ -60,7 +60,8 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
 def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
     how = "estimated" if info["sigma_estimated"] else "given"
     notes = f" ({'; '.join(info['notes'])})" if info.get("notes") else ""
-    return f"{src} -> {dst}  model={info['model']} sigma={info['sigma']:.1f} ({how}){notes}"
+    backend = f" backend={info['backend']}" if info.get("backend") else ""
+    return f"{src} -> {dst}  model={info['model']} sigma={info['sigma']:.1f} ({how}){backend}{notes}"
 
 
 def folder_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
