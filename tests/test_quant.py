@@ -125,25 +125,26 @@ def test_calibrate_command_then_denoise_with_int8(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_shipped_int8_parity_on_bsd68() -> None:
-    """Every shipped calibration keeps PSNR within 0.02 dB of fp32 eager (two BSD68 images)."""
+    """Every shipped calibration keeps PSNR within 0.02 dB of fp32 eager (two BSD68/CBSD68 images)."""
     pytest.importorskip("onnxruntime")
     from deepdenoise.hub import load_model, shipped_models
 
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "BSD68"
-    if not folder.is_dir():
-        pytest.skip("needs ../shared/data/BSD68")
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (data / "BSD68").is_dir() or not (data / "CBSD68").is_dir():
+        pytest.skip("needs ../shared/data/BSD68 and CBSD68")
     names = [n for n in shipped_models() if getattr(load_model(n)[0], "int8_calibration", None)]
-    assert names, "no shipped model has an int8 calibration"
-    files = sorted(folder.glob("*.png"))[:2]
+    assert {"default", "default_color", "fast"} <= set(names)
     for name in names:
         model, _ = load_model(name)
-        if model.config.channels != 1:
-            continue
+        color = model.config.channels == 3
+        files = sorted((data / ("CBSD68" if color else "BSD68")).glob("*.png"))[:2]
         for sigma in (15.0, 50.0):
             eager, _ = make_forward(model, "eager", sigma)
             int8, _ = make_forward(model, "int8", sigma)
             for i, f in enumerate(files):
                 clean = np.asarray(Image.open(f), dtype=np.float32) / 255.0
-                x = torch.from_numpy(add_noise_numpy(clean, sigma, seed=i))[None, None]
-                a, b = eager(x)[0, 0].numpy(), int8(x)[0, 0].numpy()
-                assert abs(psnr(np.clip(a, 0, 1), clean) - psnr(np.clip(b, 0, 1), clean)) <= 0.02, (name, sigma)
+                x = torch.from_numpy(add_noise_numpy(clean, sigma, seed=i))  # [H, W] or [H, W, 3]
+                x = x.permute(2, 0, 1)[None] if color else x[None, None]  # [1, C, H, W]
+                a, b = eager(x)[0].numpy(), int8(x)[0].numpy()  # [C, H, W]
+                ref = clean.transpose(2, 0, 1) if color else clean[None]
+                assert abs(psnr(np.clip(a, 0, 1), ref) - psnr(np.clip(b, 0, 1), ref)) <= 0.02, (name, sigma)
