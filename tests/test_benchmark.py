@@ -62,6 +62,16 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "b.png").stat().st_size > 1000 and "| 25 |" in (tmp_path / "b.md").read_text()
 
 
+def test_benchmark_rejects_bad_arguments_before_running(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "ds").mkdir()
+    Image.fromarray((smooth_image(40, 36) * 255).astype(np.uint8)).save(tmp_path / "ds" / "0.png")
+    base = ["benchmark", "--dataset", str(tmp_path / "ds"), "--sigma", "25", "--methods", "default"]
+    assert main([*base, "--backend", "folded,turbo"]) == 2
+    assert "unknown backend(s) turbo" in capsys.readouterr().err
+    assert main([*base, "--json", str(tmp_path / "missing" / "b.json")]) == 2
+    assert "its folder does not exist" in capsys.readouterr().err
+
+
 def test_onnx_export_and_backend_parity(tmp_path: Path, camera: np.ndarray) -> None:
     pytest.importorskip("onnxruntime")
     noisy_img = add_noise_numpy(camera[:75, :61], 25, seed=0)  # odd size: padding outside the graph

@@ -2,6 +2,7 @@
 global batch, and a run started distributed resumes in a single process."""
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -54,3 +55,18 @@ def test_two_process_gloo_matches_single_process(tmp_path: Path) -> None:
     a, b = weights(tmp_path / "ddp"), weights(tmp_path / "single")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_two_process_time_budget_stops_every_rank(tmp_path: Path) -> None:
+    """Each rank times its own steps; the budget stop must still be taken by both on the same step
+    (else one waits in all-reduce forever), and the run ends with a checkpoint at that step."""
+    make_patches(tmp_path / "patches", n_train=64, n_test=16)
+    (tmp_path / "cfg.yaml").write_text(CONFIG.replace("epochs: 2", "epochs: 1000") + "max_minutes: 0.005\n")
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    run([torchrun, "--nproc_per_node", "2", "-m", "deepdenoise", "train", "--config", "cfg.yaml",
+         "--out", "ddp", "--quiet"], tmp_path)
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert 0 < summary["steps"] < summary["total_steps"]
+    assert glob.glob(str(tmp_path / "ddp" / f"checkpoint-{summary['steps']:08d}.safetensors"))

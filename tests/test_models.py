@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from deepdenoise.errors import ModelConfigError
 from deepdenoise.models import create_model, list_presets, model_config
 
 UNSHUFFLED = [("dncnn_tiny", 1, {"unshuffle": 2}), ("dncnn_tiny_rgb", 3, {"unshuffle": 2}),
@@ -52,6 +53,11 @@ def test_registry_errors_and_listing() -> None:
         create_model("nope")
     arch, cfg = model_config("dncnn_s", depth=20)
     assert arch == "dncnn" and cfg["depth"] == 20
+    # a typo in a config is a model error (one CLI line, exit 5) that is still a ValueError
+    with pytest.raises(ModelConfigError, match="unknown config key.*bogus"):
+        create_model("dncnn_tiny", bogus=1)
+    with pytest.raises(ValueError, match="one count per level"):
+        create_model("unet_fast", blocks=[1, 2])
 
 
 @pytest.mark.parametrize("name,channels,overrides", UNSHUFFLED)

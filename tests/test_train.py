@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,23 @@ def test_refuses_to_clobber_a_run(tmp_path: Path) -> None:
     train(tiny_config(tmp_path, "r", 1), progress=False)
     with pytest.raises(DeepDenoiseError, match="--resume"):
         train(tiny_config(tmp_path, "r", 1), progress=False)
+
+
+@pytest.mark.parametrize("model,overrides,message", [
+    ("nosuch", "{}", "unknown model preset 'nosuch'"),
+    ("dncnn_tiny", "{bogus: 1}", "unknown config key(s) bogus"),
+    ("unet_tiny", "{blocks: [1]}", "one count per level"),
+])
+def test_bad_model_config_is_one_line_and_leaves_no_run(tmp_path: Path, model: str, overrides: str,
+                                                       message: str) -> None:
+    make_patches(tmp_path / "patches")
+    (tmp_path / "cfg.yaml").write_text(f"model: {model}\nmodel_overrides: {overrides}\n"
+                                       f"data: {tmp_path / 'patches'}\nout: {tmp_path / 'r'}\n")
+    r = subprocess.run([sys.executable, "-m", "deepdenoise", "train", "--config", str(tmp_path / "cfg.yaml")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 5 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"deepdenoise: error: {r.stderr.split('error: ')[1].strip()}"]
+    assert message in r.stderr and not (tmp_path / "r").exists()
 
 
 def test_precise_bn_on_finished_run(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -63,7 +64,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         cfg.amp = False
     command = "deepdenoise " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     summary = train(cfg, resume=bool(a.resume), progress=not a.quiet, command=command)
-    print(json.dumps(summary))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 validates: its summary is the run's
+        print(json.dumps(summary))
     return 0
 
 
@@ -200,6 +202,12 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
 
     methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]
     backends = a.backend.split(",")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise DeepDenoiseError(f"unknown backend(s) {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
+    for out in (a.json, a.markdown, a.plot):
+        if out and not Path(out).resolve().parent.is_dir():  # found out before the run, not after it
+            raise DeepDenoiseError(f"{out}: its folder does not exist")
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores")
     ref = Path(a.reference) if a.reference else None

@@ -25,3 +25,9 @@ class ModelError(DeepDenoiseError):
     """A model name or weight file cannot be resolved or loaded."""
 
     exit_code = 5
+
+
+class ModelConfigError(ModelError, ValueError):
+    """A model preset, architecture or config value that does not exist or does not fit it.
+
+    Also a ValueError, so library code that builds models can catch it the usual way."""

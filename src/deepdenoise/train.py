@@ -10,6 +10,7 @@ Distributed: under ``torchrun`` each rank trains on its shard of every global ba
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import os
@@ -85,6 +86,34 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def any_rank(flag: bool, dist_info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any: ranks time their own steps, so a time budget
+    could otherwise stop one rank a step before another and leave it waiting in all-reduce forever."""
+    if dist_info.world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([float(flag)], device=device)  # [1]
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def finish_distributed(wait: bool = True) -> None:
+    """Wait for rank 0's last validation and checkpoint, then tear the process group down.
+
+    Called once the DistributedDataParallel wrapper is gone: a process group whose last reference
+    dies during interpreter shutdown (held by a live DDP, or never destroyed) aborts the process
+    with SIGABRT from gloo's worker threads and fails the whole torchrun.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()  # DDP's reducer sits in reference cycles
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def adapt_state(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
@@ -210,7 +239,21 @@ def recalibrate_bn(model: torch.nn.Module, source: PatchSource | CropSource, cfg
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           command: str | None = None) -> dict[str, Any]:
-    """Train (or resume) a run in ``cfg.out``; returns a summary dict."""
+    """Train (or resume) a run in ``cfg.out``; returns a summary dict.
+
+    Under torchrun every rank calls this; the process group is torn down after the run's locals
+    (the DDP wrapper among them) are released, so every rank exits cleanly.
+    """
+    try:
+        summary = _train(cfg, resume, progress, command)
+    except BaseException:
+        finish_distributed(wait=False)  # the other ranks may be inside a collective: do not wait for them
+        raise
+    finish_distributed()
+    return summary
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) -> dict[str, Any]:
     from tqdm import tqdm
 
     device = pick_device(cfg.device)
@@ -224,7 +267,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     run_dir = Path(cfg.out)
     if not resume and (run_dir / "checkpoint.json").exists():
         raise DeepDenoiseError(f"{run_dir}: a run exists there; use --resume or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     source = make_source(cfg)
     spe = cfg.steps_per_epoch or source.steps_per_epoch
@@ -242,6 +284,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                   "(new residual blocks start as the identity)", file=sys.stderr)
     model = model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the data and the model are known to be valid
     state: dict[str, Any] = {"step": 0, "best_psnr": -1.0, "precise_bn_step": -1, "elapsed_seconds": 0.0,
                              "epoch_loss": 0.0, "epoch_count": 0, "epoch_seconds": 0.0}
     if resume:
@@ -302,7 +345,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         if step % 50 == 0:
             bar.set_postfix(lr=f"{lr:.1e}")
         epoch_end = step % spe == 0
-        if budget_s is not None and state["elapsed_seconds"] >= budget_s:
+        if budget_s is not None and any_rank(state["elapsed_seconds"] >= budget_s, dist_info, device):
             stop = epoch_end = True
         want_ckpt = epoch_end or time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60
         if want_ckpt:

@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from torch import nn
 
+from deepdenoise.errors import ModelConfigError
 from deepdenoise.models.dncnn import DnCNN, DnCNNConfig
 from deepdenoise.models.unet import UNetConfig, UNetDenoiser
 
@@ -48,8 +49,13 @@ def model_config(name: str, **overrides: Any) -> tuple[str, dict[str, Any]]:
         arch, cfg = name, dict(overrides)
     else:
         known = ", ".join(sorted(PRESETS))
-        raise ValueError(f"unknown model preset '{name}' (known: {known})")
+        raise ModelConfigError(f"unknown model preset '{name}' (known: {known})")
     config_cls = ARCHITECTURES[arch][1]
+    allowed = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ModelConfigError(f"{name}: unknown config key(s) {', '.join(unknown)} "
+                               f"(known: {', '.join(sorted(allowed))})")
     full = asdict(config_cls(**cfg))
     return arch, full
 
@@ -57,12 +63,15 @@ def model_config(name: str, **overrides: Any) -> tuple[str, dict[str, Any]]:
 def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     """Build an untrained network of architecture ``arch`` from a config dict (no I/O)."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture '{arch}'")
+        raise ModelConfigError(f"unknown architecture '{arch}'")
     model_cls, config_cls = ARCHITECTURES[arch]
     cfg = dict(config)
     if "features" in cfg and isinstance(cfg["features"], list):
         cfg["features"] = tuple(cfg["features"])
-    return model_cls(config_cls(**cfg))
+    try:
+        return model_cls(config_cls(**cfg))
+    except ValueError as exc:  # a value the architecture rejects (e.g. one block count per level)
+        raise ModelConfigError(f"{arch}: {exc}") from None
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
