@@ -123,6 +123,17 @@ def test_bad_model_config_is_one_line_and_leaves_no_run(tmp_path: Path, model: s
     assert message in r.stderr and not (tmp_path / "r").exists()
 
 
+def test_without_validation_data_the_best_weights_follow_the_loss(tmp_path: Path) -> None:
+    make_patches(tmp_path / "patches")
+    (tmp_path / "patches" / "test.npy").unlink()
+    summary = train(tiny_config(tmp_path, "r", 2), progress=False)
+    assert summary["best_val_psnr"] < 0  # minus the best epoch's loss
+    _, meta = load_weights(tmp_path / "r" / "best.safetensors")
+    assert meta["training"]["val_psnr"] is None and meta["training"]["steps"] == summary["steps"]
+    rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
+    assert len(rows) == 2 and all(r["val_psnr"] == "" and float(r["loss"]) > 0 for r in rows)
+
+
 def test_precise_bn_on_finished_run(tmp_path: Path) -> None:
     make_patches(tmp_path / "patches")
     train(tiny_config(tmp_path, "r", 1), progress=False)

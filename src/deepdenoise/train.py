@@ -10,14 +10,12 @@ Distributed: under ``torchrun`` each rank trains on its shard of every global ba
 from __future__ import annotations
 
 import csv
-import gc
 import json
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from deepdenoise.checkpoint import load_checkpoint, save_checkpoint
 from deepdenoise.config import TrainConfig
 from deepdenoise.data.sources import CropSource, PatchSource, step_generator
+from deepdenoise.distributed import DistInfo, any_rank, finish_distributed, init_distributed
 from deepdenoise.errors import DeepDenoiseError
 from deepdenoise.hub import atomic_write_text, save_weights
 from deepdenoise.metrics import batch_psnr
@@ -65,55 +64,6 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int, elapsed_s: float = 
         progress = min(progress, 1.0)
         return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
     return cfg.lr * cfg.lr_decay ** (step // steps_per_epoch)
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size())
-
-
-def any_rank(flag: bool, dist_info: DistInfo, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on any: ranks time their own steps, so a time budget
-    could otherwise stop one rank a step before another and leave it waiting in all-reduce forever."""
-    if dist_info.world <= 1:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([float(flag)], device=device)  # [1]
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def finish_distributed(wait: bool = True) -> None:
-    """Wait for rank 0's last validation and checkpoint, then tear the process group down.
-
-    Called once the DistributedDataParallel wrapper is gone: a process group whose last reference
-    dies during interpreter shutdown (held by a live DDP, or never destroyed) aborts the process
-    with SIGABRT from gloo's worker threads and fails the whole torchrun.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        gc.collect()  # DDP's reducer sits in reference cycles
-        if wait:
-            dist.barrier()
-        dist.destroy_process_group()
 
 
 def adapt_state(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
@@ -163,6 +113,7 @@ class Validator:
         path = Path(cfg.val) if cfg.val else Path(cfg.data) / ("test_color.npy" if cfg.color else "test.npy")
         self.device = device
         self.clean: torch.Tensor | None = None
+        self.sigma = cfg.val_sigma if cfg.val_sigma is not None else (25.0 if cfg.sigma_max else cfg.sigma)
         if not path.exists():
             print(f"note: no validation patches at {path}; validation PSNR skipped", file=sys.stderr)
             return
@@ -171,9 +122,7 @@ class Validator:
             arr = arr[: cfg.val_limit]
         arr = arr[:, None] if arr.ndim == 3 else np.moveaxis(arr, -1, 1)
         self.clean = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0  # [N, C, P, P]
-        sigma = cfg.val_sigma if cfg.val_sigma is not None else (25.0 if cfg.sigma_max else cfg.sigma)
-        self.sigma = sigma
-        self.noisy = add_gaussian_noise(self.clean, sigma, seed=12345)  # [N, C, P, P]
+        self.noisy = add_gaussian_noise(self.clean, self.sigma, seed=12345)  # [N, C, P, P]
         self.psnr_noisy = float(batch_psnr(self.noisy, self.clean).mean())
 
     @torch.no_grad()
@@ -235,6 +184,19 @@ def recalibrate_bn(model: torch.nn.Module, source: PatchSource | CropSource, cfg
             model(noisy, sigma)
     for m, mom in zip(bns, saved):
         m.momentum = mom
+
+
+def append_log(log_path: Path, row: dict[str, Any]) -> None:
+    with open(log_path, "a", newline="") as f:
+        csv.DictWriter(f, LOG_FIELDS).writerow(row)
+
+
+def training_meta(cfg: TrainConfig, command: str | None, epochs: float, state: dict[str, Any], hardware: str,
+                  val: float | None, val_sigma: float) -> dict[str, Any]:
+    """What the best weights record about how they were made (the brief: command, data, epochs, PSNR)."""
+    return {"training": {"command": command, "config": cfg.to_dict(), "steps": state["step"],
+                         "epochs": round(epochs, 3), "wall_seconds": round(state["elapsed_seconds"]),
+                         "hardware": hardware, "val_psnr": val, "val_sigma": val_sigma}}
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -361,19 +323,15 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
                    "epoch_seconds": f"{state['epoch_seconds']:.1f}",
                    "elapsed_seconds": f"{state['elapsed_seconds']:.1f}",
                    "patches_per_s": f"{state['epoch_count'] * dist_info.world / max(1e-9, state['epoch_seconds']):.1f}"}
-            with open(log_path, "a", newline="") as f:
-                csv.DictWriter(f, LOG_FIELDS).writerow(row)
+            append_log(log_path, row)
             bar.write(f"epoch {row['epoch']}: loss {row['loss']} val PSNR {row['val_psnr']} dB "
                       f"({row['patches_per_s']} patches/s)")
             state.update(epoch_loss=0.0, epoch_count=0, epoch_seconds=0.0)
             score = val if val is not None else -float(str(row["loss"]))
             if score > state["best_psnr"]:
                 state["best_psnr"] = score
-                meta = {"training": {"command": command, "config": cfg.to_dict(), "steps": step,
-                                     "epochs": round(step / spe, 3), "wall_seconds": round(state["elapsed_seconds"]),
-                                     "hardware": hardware, "val_psnr": val,
-                                     "val_sigma": getattr(validator, "sigma", None)}}
-                save_weights(core, run_dir / "best", meta)
+                save_weights(core, run_dir / "best", training_meta(cfg, command, step / spe, state, hardware, val,
+                                                                   validator.sigma))
         if dist_info.main and want_ckpt:
             save_checkpoint(run_dir, core, optimizer, state)
             last_ckpt = time.monotonic()
@@ -384,18 +342,15 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
         val = validator(core, amp)
         state["precise_bn_step"] = step
         print(f"precise BN over {cfg.precise_bn_batches} batches: val PSNR {val} dB", file=sys.stderr)
-        with open(log_path, "a", newline="") as f:
-            csv.DictWriter(f, LOG_FIELDS).writerow({
-                "epoch": f"{step / spe:.3f}", "step": step, "loss": "", "lr": "precise-bn",
-                "val_psnr_noisy": f"{validator.psnr_noisy:.4f}" if val is not None else "",
-                "val_psnr": f"{val:.4f}" if val is not None else "", "epoch_seconds": "",
-                "elapsed_seconds": f"{state['elapsed_seconds']:.1f}", "patches_per_s": ""})
+        append_log(log_path, {
+            "epoch": f"{step / spe:.3f}", "step": step, "loss": "", "lr": "precise-bn",
+            "val_psnr_noisy": f"{validator.psnr_noisy:.4f}" if val is not None else "",
+            "val_psnr": f"{val:.4f}" if val is not None else "", "epoch_seconds": "",
+            "elapsed_seconds": f"{state['elapsed_seconds']:.1f}", "patches_per_s": ""})
         if val is not None and val > state["best_psnr"]:
             state["best_psnr"] = val
-            meta = {"training": {"command": command, "config": cfg.to_dict(), "steps": step,
-                                 "epochs": round(step / spe, 3), "wall_seconds": round(state["elapsed_seconds"]),
-                                 "hardware": hardware, "val_psnr": val, "val_sigma": validator.sigma,
-                                 "precise_bn_batches": cfg.precise_bn_batches}}
+            meta = training_meta(cfg, command, step / spe, state, hardware, val, validator.sigma)
+            meta["training"]["precise_bn_batches"] = cfg.precise_bn_batches
             save_weights(core, run_dir / "best", meta)
         save_checkpoint(run_dir, core, optimizer, state)
     summary = {"run": str(run_dir), "steps": step, "total_steps": total_steps,
