@@ -38,3 +38,11 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()[64:256, 128:320].astype(np.float32) / 255.0
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_graph_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported ONNX graphs go to a per-run cache (subprocesses inherit it), never the user's."""
+    import os
+
+    os.environ["DEEPDENOISE_CACHE"] = str(tmp_path_factory.mktemp("graph-cache"))
