@@ -121,6 +121,20 @@ def test_calibrate_command_then_denoise_with_int8(tmp_path: Path) -> None:
     rc = main(["denoise", str(tmp_path / "n.png"), "-o", str(tmp_path / "p.png"), "--model",
                str(tmp_path / "m.safetensors"), "--sigma", "20", "--backend", "int8"])
     assert rc == 5 and not (tmp_path / "p.png").exists()  # no calibration: one-line error
+    # the evaluation protocol on the int8 path: close to eager fp32 on the same noisy images
+    (tmp_path / "ds").mkdir()
+    for i in range(2):
+        Image.fromarray((smooth_image(37, 31, seed=10 + i) * 255).astype(np.uint8)).save(tmp_path / "ds" / f"{i}.png")
+    psnrs = {}
+    for backend in ("eager", "int8"):
+        assert main(["evaluate", "--model", str(out), "--dataset", str(tmp_path / "ds"), "--sigma", "20",
+                     "--backend", backend, "--json", str(tmp_path / f"{backend}.json")]) == 0
+        (r,) = json.loads((tmp_path / f"{backend}.json").read_text())["results"]
+        assert r["backend"] == backend and r["images"] == 2
+        psnrs[backend] = r["psnr_denoised"]
+    assert psnrs["int8"] != psnrs["eager"] and abs(psnrs["int8"] - psnrs["eager"]) < 0.3
+    assert main(["evaluate", "--model", str(tmp_path / "m.safetensors"), "--dataset", str(tmp_path / "ds"),
+                 "--sigma", "20", "--backend", "int8"]) == 5  # no calibration
 
 
 @pytest.mark.slow

@@ -90,14 +90,23 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         return 0
     name = a.model or resolve_model_name(None, color=False)
     model, meta = load_model(name)
+    if a.backend != "eager":
+        from deepdenoise.backends import resolve_backend
+
+        a.backend = resolve_backend(model, a.backend)  # auto -> the path it takes here
+        if a.patches:
+            raise DeepDenoiseError("--backend applies to --dataset; --patches is evaluated in eager fp32")
+        if a.record:
+            raise DeepDenoiseError("--record stores eager fp32 figures; drop --backend")
     results = []
     for ds in a.dataset or []:
-        results += evaluate_dataset(model, ds, sigmas, seed=a.seed, limit=a.limit, blind_sigma=a.blind)
+        results += evaluate_dataset(model, ds, sigmas, seed=a.seed, limit=a.limit, blind_sigma=a.blind,
+                                    backend=a.backend)
     if a.patches:
         results += evaluate_patches(model, a.patches, sigmas, limit=a.limit)
     if not results:
         raise DeepDenoiseError("nothing to evaluate: give --dataset and/or --patches")
-    print(f"model: {name}")
+    print(f"model: {name}  backend: {a.backend}")
     print(format_table(results))
     if a.record:
         from deepdenoise.hub import record_evaluation
@@ -108,7 +117,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             r["model"] = name
         protocol = "float AWGN (seed + image index), unclipped; PSNR of the output clipped to [0, 1]"
         write_json(a.json, results, {"model": name, "architecture": meta.get("architecture"),
-                                     "seed": a.seed, "protocol": protocol})
+                                     "backend": a.backend, "seed": a.seed, "protocol": protocol})
     return 0
 
 
@@ -277,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma")
     s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
     s.add_argument("--record", action="store_true", help="store the PSNR table in a shipped model's metadata")
+    s.add_argument("--backend", default="eager", choices=list(BACKENDS),
+                   help="inference path (default eager fp32, the protocol's); others show their parity")
     s.add_argument("--json")
     s.set_defaults(func=cmd_evaluate)
 

@@ -66,30 +66,36 @@ def evaluate_images(
     return scores
 
 
-def model_denoiser(model: nn.Module, blind_sigma: bool = False) -> Callable[[np.ndarray, float], np.ndarray]:
-    """Wrap a model as f(noisy, sigma); ``blind_sigma`` hides the true sigma from the model: a
-    noise-map model then gets the estimate from the noisy image, as ``denoise`` without --sigma does."""
+def model_denoiser(model: nn.Module, blind_sigma: bool = False,
+                   backend: str = "eager") -> Callable[[np.ndarray, float], np.ndarray]:
+    """Wrap a model as f(noisy, sigma) on an inference ``backend``; ``blind_sigma`` hides the true
+    sigma from the model: a noise-map model then gets the estimate from the noisy image, as
+    ``denoise`` without --sigma does. Backends other than eager let the same protocol check
+    their parity on whole datasets (``evaluate --backend int8``)."""
+    from deepdenoise.backends import make_forward
     from deepdenoise.noise import estimate_sigma
 
     def run(noisy: np.ndarray, sigma: float) -> np.ndarray:
         told: float | None = sigma
         if blind_sigma:
             told = None if getattr(model, "blind", True) else estimate_sigma(noisy)
-        return apply_model(model, noisy, told, tile=None)
+        forward = None if backend == "eager" else make_forward(model, backend, told)[0]
+        return apply_model(model, noisy, told, tile=None, forward=forward)
     return run
 
 
 def evaluate_dataset(
     model: nn.Module, dataset: str | Path, sigmas: list[float], seed: int = 0,
-    limit: int | None = None, with_ssim: bool = True, blind_sigma: bool = False,
+    limit: int | None = None, with_ssim: bool = True, blind_sigma: bool = False, backend: str = "eager",
 ) -> list[dict[str, Any]]:
     images, names, color = load_dataset(dataset, limit)
-    den = model_denoiser(model, blind_sigma)
+    den = model_denoiser(model, blind_sigma, backend)
     results = []
     for sigma in sigmas:
         scores = evaluate_images(den, images, names, sigma, seed, with_ssim)
         results.append({
             "dataset": Path(dataset).name, "sigma": sigma, "color": color, "images": len(scores),
+            "backend": backend,
             "psnr_noisy": float(np.mean([s.psnr_noisy for s in scores])),
             "psnr_denoised": float(np.mean([s.psnr_denoised for s in scores])),
             "ssim_noisy": float(np.mean([s.ssim_noisy for s in scores])),
