@@ -1,6 +1,10 @@
 import csv
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +136,36 @@ def test_without_validation_data_the_best_weights_follow_the_loss(tmp_path: Path
     assert meta["training"]["val_psnr"] is None and meta["training"]["steps"] == summary["steps"]
     rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
     assert len(rows) == 2 and all(r["val_psnr"] == "" and float(r["loss"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_checkpoints_then_resume_finishes(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C (or a session's SIGTERM) mid-run: the step in flight finishes, a checkpoint is written at
+    that step, the exit is 130 with a one-line hint, and --resume takes the run to the end."""
+    make_patches(tmp_path / "patches")
+    (tmp_path / "cfg.yaml").write_text(f"model: dncnn_tiny\ndata: {tmp_path / 'patches'}\nbatch_size: 16\n"
+                                       f"epochs: 100000\nsteps_per_epoch: 3\nval_limit: 4\namp: false\n"
+                                       f"device: cpu\nout: {tmp_path / 'r'}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "deepdenoise", "train", "--config", str(tmp_path / "cfg.yaml"),
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "r" / "checkpoint.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # running: past the first epoch's checkpoint
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] and 0 < summary["steps"] < summary["total_steps"]
+    ckpt = json.loads((tmp_path / "r" / "checkpoint.json").read_text())
+    assert ckpt["step"] == summary["steps"]
+    r = subprocess.run([sys.executable, "-m", "deepdenoise", "train", "--resume", str(tmp_path / "r"),
+                        "--epochs", str(summary["steps"] // 3 + 2), "--quiet"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed {tmp_path / 'r'} at step {summary['steps']}" in r.stderr
+    assert not json.loads(r.stdout.strip().splitlines()[-1])["interrupted"]
 
 
 def test_precise_bn_on_finished_run(tmp_path: Path) -> None:

@@ -64,8 +64,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         cfg.amp = False
     command = "deepdenoise " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     summary = train(cfg, resume=bool(a.resume), progress=not a.quiet, command=command)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 validates: its summary is the run's
-        print(json.dumps(summary))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 validates: its summary is the run's
+        return 130 if summary["interrupted"] else 0
+    print(json.dumps(summary))
+    if summary["interrupted"]:
+        print(f"deepdenoise: interrupted at step {summary['steps']}; checkpoint saved, continue with: "
+              f"deepdenoise train --resume {shlex.quote(cfg.out)}", file=sys.stderr)
+        return 130
     return 0
 
 

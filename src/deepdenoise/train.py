@@ -186,6 +186,35 @@ def recalibrate_bn(model: torch.nn.Module, source: PatchSource | CropSource, cfg
         m.momentum = mom
 
 
+class StopOnSignal:
+    """Ctrl-C or SIGTERM (a session ending, ``kill``) while training: finish the step, write a
+    checkpoint and return, so ``--resume`` loses nothing. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self) -> StopOnSignal:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # handlers only install there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def append_log(log_path: Path, row: dict[str, Any]) -> None:
     with open(log_path, "a", newline="") as f:
         csv.DictWriter(f, LOG_FIELDS).writerow(row)
@@ -283,58 +312,62 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
     loss_sum = torch.zeros((), device=device)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
     stop = False
-    while step < total_steps and not stop:
-        lr = lr_at(cfg, step, spe, state["elapsed_seconds"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        t0 = time.monotonic()
-        clean, noisy, sigma = noisy_batch(source, cfg, step, dist_info, device)
-        b = clean.shape[0]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(noisy, sigma)
-        loss = (F.l1_loss if cfg.loss == "l1" else F.mse_loss)(out.float(), clean)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        dt = time.monotonic() - t0
-        state["elapsed_seconds"] += dt
-        state["epoch_seconds"] += dt
-        loss_sum += loss.detach() * b  # stays on the device: no sync per step
-        state["epoch_count"] += b
-        state["step"] = step
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(lr=f"{lr:.1e}")
-        epoch_end = step % spe == 0
-        if budget_s is not None and any_rank(state["elapsed_seconds"] >= budget_s, dist_info, device):
-            stop = epoch_end = True
-        want_ckpt = epoch_end or time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60
-        if want_ckpt:
-            state["epoch_loss"] += float(loss_sum)
-            loss_sum.zero_()
-        if epoch_end and dist_info.main:
-            assert validator is not None
-            val = validator(core, amp)
-            row = {"epoch": f"{step / spe:.3f}", "step": step,
-                   "loss": f"{state['epoch_loss'] / max(1, state['epoch_count']):.6g}",
-                   "val_psnr_noisy": f"{validator.psnr_noisy:.4f}" if val is not None else "",
-                   "val_psnr": f"{val:.4f}" if val is not None else "", "lr": f"{lr:.3e}",
-                   "epoch_seconds": f"{state['epoch_seconds']:.1f}",
-                   "elapsed_seconds": f"{state['elapsed_seconds']:.1f}",
-                   "patches_per_s": f"{state['epoch_count'] * dist_info.world / max(1e-9, state['epoch_seconds']):.1f}"}
-            append_log(log_path, row)
-            bar.write(f"epoch {row['epoch']}: loss {row['loss']} val PSNR {row['val_psnr']} dB "
-                      f"({row['patches_per_s']} patches/s)")
-            state.update(epoch_loss=0.0, epoch_count=0, epoch_seconds=0.0)
-            score = val if val is not None else -float(str(row["loss"]))
-            if score > state["best_psnr"]:
-                state["best_psnr"] = score
-                save_weights(core, run_dir / "best", training_meta(cfg, command, step / spe, state, hardware, val,
-                                                                   validator.sigma))
-        if dist_info.main and want_ckpt:
-            save_checkpoint(run_dir, core, optimizer, state)
-            last_ckpt = time.monotonic()
+    with StopOnSignal() as stopper:
+        while step < total_steps and not stop:
+            lr = lr_at(cfg, step, spe, state["elapsed_seconds"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t0 = time.monotonic()
+            clean, noisy, sigma = noisy_batch(source, cfg, step, dist_info, device)
+            b = clean.shape[0]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                out = net(noisy, sigma)
+            loss = (F.l1_loss if cfg.loss == "l1" else F.mse_loss)(out.float(), clean)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            dt = time.monotonic() - t0
+            state["elapsed_seconds"] += dt
+            state["epoch_seconds"] += dt
+            loss_sum += loss.detach() * b  # stays on the device: no sync per step
+            state["epoch_count"] += b
+            state["step"] = step
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(lr=f"{lr:.1e}")
+            epoch_end = step % spe == 0
+            if budget_s is not None and any_rank(state["elapsed_seconds"] >= budget_s, dist_info, device):
+                stop = epoch_end = True
+            interrupted = any_rank(stopper.signal is not None, dist_info, device)  # every rank stops together
+            stop = stop or interrupted
+            want_ckpt = epoch_end or interrupted or time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60
+            if want_ckpt:
+                state["epoch_loss"] += float(loss_sum)
+                loss_sum.zero_()
+            if epoch_end and dist_info.main:
+                assert validator is not None
+                val = validator(core, amp)
+                row = {"epoch": f"{step / spe:.3f}", "step": step,
+                       "loss": f"{state['epoch_loss'] / max(1, state['epoch_count']):.6g}",
+                       "val_psnr_noisy": f"{validator.psnr_noisy:.4f}" if val is not None else "",
+                       "val_psnr": f"{val:.4f}" if val is not None else "", "lr": f"{lr:.3e}",
+                       "epoch_seconds": f"{state['epoch_seconds']:.1f}",
+                       "elapsed_seconds": f"{state['elapsed_seconds']:.1f}",
+                       "patches_per_s":
+                           f"{state['epoch_count'] * dist_info.world / max(1e-9, state['epoch_seconds']):.1f}"}
+                append_log(log_path, row)
+                bar.write(f"epoch {row['epoch']}: loss {row['loss']} val PSNR {row['val_psnr']} dB "
+                          f"({row['patches_per_s']} patches/s)")
+                state.update(epoch_loss=0.0, epoch_count=0, epoch_seconds=0.0)
+                score = val if val is not None else -float(str(row["loss"]))
+                if score > state["best_psnr"]:
+                    state["best_psnr"] = score
+                    save_weights(core, run_dir / "best", training_meta(cfg, command, step / spe, state, hardware, val,
+                                                                       validator.sigma))
+            if dist_info.main and want_ckpt:
+                save_checkpoint(run_dir, core, optimizer, state)
+                last_ckpt = time.monotonic()
     bar.close()
     if cfg.precise_bn_batches and step >= total_steps and state.get("precise_bn_step") != step and dist_info.main:
         assert validator is not None
@@ -354,7 +387,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
             save_weights(core, run_dir / "best", meta)
         save_checkpoint(run_dir, core, optimizer, state)
     summary = {"run": str(run_dir), "steps": step, "total_steps": total_steps,
-               "best_val_psnr": state["best_psnr"], "elapsed_seconds": state["elapsed_seconds"]}
+               "best_val_psnr": state["best_psnr"], "elapsed_seconds": state["elapsed_seconds"],
+               "interrupted": stopper.signal is not None}
     if dist_info.main:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
