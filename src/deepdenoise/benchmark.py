@@ -111,53 +111,67 @@ def model_denoiser(model_name: str | None, backend: str, sigma: float, reference
     return run, used
 
 
-def time_method(
-    fn: Denoiser, noisy: list[np.ndarray], sigma: float, repeats: int
-) -> tuple[list[np.ndarray], float, float]:
+def time_pass(fn: Denoiser, noisy: list[np.ndarray], sigma: float) -> float:
+    """Megapixels per second of one pass over the images."""
     pixels = sum(y.shape[0] * y.shape[1] for y in noisy)
-    speeds = []
-    with PeakMemory() as mem:  # from before the warm-up: its buffers are the working memory
-        outs = [fn(y, sigma) for y in noisy]  # warm-up pass, also the outputs we score
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for y in noisy:
-                fn(y, sigma)
-            speeds.append(pixels / 1e6 / (time.perf_counter() - t0))
-    return outs, statistics.median(speeds), mem.mib
+    t0 = time.perf_counter()
+    for y in noisy:
+        fn(y, sigma)
+    return pixels / 1e6 / (time.perf_counter() - t0)
+
+
+def _variants(method: str, backends: list[str], sigma: float, color: bool,
+              reference_dir: Path | None) -> list[tuple[Denoiser, str]]:
+    """(denoiser, backend) pairs a method runs as on this dataset; none for a model of the wrong colour."""
+    if method in CLASSIC:
+        return [(classic_denoiser(method), "-")]
+    if method == "reference":
+        return [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
+    from deepdenoise.hub import read_meta, shipped_models
+
+    channels = read_meta(shipped_models()[method])["config"]["channels"] \
+        if method in shipped_models() else (3 if color else 1)
+    if channels != (3 if color else 1):
+        return []  # a colour model on a gray set (or vice versa) is not what a user would run
+    return [v for b in backends if (v := model_denoiser(method, b, sigma, None))]
 
 
 def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], backends: list[str],
                   limit: int | None = None, repeats: int = 3, seed: int = 0,
                   reference_dir: Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """PSNR/SSIM and speed of every (method, backend) on the same noisy images.
+
+    Each variant first makes one warm-up pass, which gives the scored outputs and the peak memory;
+    then the timed passes go round-robin over the variants (``repeats`` rounds) and each speed is
+    the median of its passes. Interleaving puts a slow spell of the machine (another process, a
+    clock change) into every method's timings alike, so the ratios to the reference stay fair.
+    """
     images, names, color = load_dataset(dataset, limit)
     results: list[dict[str, Any]] = []
     for sigma in sigmas:
         noisy = [add_noise_numpy(im, sigma, seed + i) for i, im in enumerate(images)]
-        rows = []
+        rows: list[dict[str, Any]] = []
+        fns: list[Denoiser] = []
         for method in methods:
-            variants: list[tuple[Denoiser, str]]
-            if method in CLASSIC:
-                variants = [(classic_denoiser(method), "-")]
-            elif method == "reference":
-                variants = [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
-            else:
-                from deepdenoise.hub import read_meta, shipped_models
-
-                channels = read_meta(shipped_models()[method])["config"]["channels"] \
-                    if method in shipped_models() else (3 if color else 1)
-                if channels != (3 if color else 1):
-                    continue  # a colour model on a gray set (or vice versa) is not what a user would run
-                variants = [v for b in backends if (v := model_denoiser(method, b, sigma, None))]
-            for fn, backend in variants:
-                outs, mps, mem = time_method(fn, noisy, sigma, repeats)
-                row: dict[str, Any] = {
-                       "method": method, "backend": backend, "sigma": sigma, "dataset": Path(dataset).name,
-                       "images": len(images), "psnr": float(np.mean([psnr(o, c) for o, c in zip(outs, images)])),
-                       "ssim": float(np.mean([ssim(o, c) for o, c in zip(outs, images)])),
-                       "mp_per_s": mps, "peak_mem_mib": mem}
-                rows.append(row)
+            for fn, backend in _variants(method, backends, sigma, color, reference_dir):
+                with PeakMemory() as mem:  # the warm-up's buffers are the working memory
+                    outs = [fn(y, sigma) for y in noisy]
+                rows.append({
+                    "method": method, "backend": backend, "sigma": sigma, "dataset": Path(dataset).name,
+                    "images": len(images), "psnr": float(np.mean([psnr(o, c) for o, c in zip(outs, images)])),
+                    "ssim": float(np.mean([ssim(o, c) for o, c in zip(outs, images)])),
+                    "mp_per_s": 0.0, "peak_mem_mib": mem.mib})
+                fns.append(fn)
                 if progress:
-                    print(f"  sigma {sigma:g} {method}/{backend}: {row['psnr']:.2f} dB, {mps:.3f} MP/s", flush=True)
+                    print(f"  sigma {sigma:g} {method}/{backend}: {rows[-1]['psnr']:.2f} dB", flush=True)
+        speeds: list[list[float]] = [[] for _ in fns]
+        for _ in range(max(1, repeats)):
+            for k, fn in enumerate(fns):
+                speeds[k].append(time_pass(fn, noisy, sigma))
+        for row, sp in zip(rows, speeds):
+            row["mp_per_s"] = statistics.median(sp)
+            if progress:
+                print(f"  sigma {sigma:g} {row['method']}/{row['backend']}: {row['mp_per_s']:.3f} MP/s", flush=True)
         ref = next((float(r["mp_per_s"]) for r in rows if r["method"] == "reference"), None)
         for r in rows:
             r["speedup"] = r["mp_per_s"] / ref if ref else None
