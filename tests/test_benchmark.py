@@ -58,7 +58,9 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     for r in res:
         assert {"method", "backend", "sigma", "psnr", "mp_per_s", "speedup"} <= set(r)
         assert r["mp_per_s"] > 0 and r["speedup"] > 0
-    assert next(r for r in res if r["method"] == "reference")["speedup"] == pytest.approx(1.0)
+    ref = next(r for r in res if r["method"] == "reference")
+    assert ref["speedup"] == pytest.approx(1.0) and ref["weights"] == "untrained"  # no official weights there
+    assert "reference (untrained: speed only)" in (tmp_path / "b.md").read_text()
     assert (tmp_path / "b.png").stat().st_size > 1000 and "| 25 |" in (tmp_path / "b.md").read_text()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +85,12 @@ def classic_denoiser(name: str) -> Denoiser:
     raise ValueError(f"unknown method '{name}'")
 
 
+def reference_weights(reference_dir: Path | None, sigma: float) -> Path | None:
+    """The official DnCNN-S file for ``sigma`` (sigma=15/25/50.mat), if it is there."""
+    mat = reference_dir / f"sigma={sigma:g}.mat" if reference_dir else None
+    return mat if mat is not None and mat.exists() else None
+
+
 def model_denoiser(model_name: str | None, backend: str, sigma: float, reference_dir: Path | None,
                    ) -> tuple[Denoiser, str] | None:
     """The model on ``backend`` as a denoiser; None for int8 on a model without an int8 calibration."""
@@ -93,8 +100,8 @@ def model_denoiser(model_name: str | None, backend: str, sigma: float, reference
     from deepdenoise.models import create_model
 
     if model_name is None:  # the reference
-        mat = reference_dir / f"sigma={int(sigma)}.mat" if reference_dir else None
-        model = load_model(str(mat))[0] if mat and mat.exists() else create_model("dncnn_s").eval()
+        mat = reference_weights(reference_dir, sigma)
+        model = load_model(str(mat))[0] if mat else create_model("dncnn_s").eval()
     else:
         model = load_model(model_name)[0]
     if backend == "int8" and not getattr(model, "int8_calibration", None):
@@ -126,6 +133,9 @@ def _variants(method: str, backends: list[str], sigma: float, color: bool,
     if method in CLASSIC:
         return [(classic_denoiser(method), "-")]
     if method == "reference":
+        if not reference_weights(reference_dir, sigma):
+            print(f"note: no official DnCNN-S weights for sigma {sigma:g} in {reference_dir}: the reference row "
+                  "times an untrained DnCNN-S (its PSNR means nothing); pass --reference DIR", file=sys.stderr)
         return [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
     from deepdenoise.hub import read_meta, shipped_models
 
@@ -156,8 +166,11 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
             for fn, backend in _variants(method, backends, sigma, color, reference_dir):
                 with PeakMemory() as mem:  # the warm-up's buffers are the working memory
                     outs = [fn(y, sigma) for y in noisy]
+                weights = (str(reference_weights(reference_dir, sigma) or "untrained") if method == "reference"
+                           else "-" if method in CLASSIC else method)
                 rows.append({
-                    "method": method, "backend": backend, "sigma": sigma, "dataset": Path(dataset).name,
+                    "method": method, "backend": backend, "weights": weights, "sigma": sigma,
+                    "dataset": Path(dataset).name,
                     "images": len(images), "psnr": float(np.mean([psnr(o, c) for o, c in zip(outs, images)])),
                     "ssim": float(np.mean([ssim(o, c) for o, c in zip(outs, images)])),
                     "mp_per_s": 0.0, "peak_mem_mib": mem.mib})
@@ -200,7 +213,8 @@ def format_markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         sp = f"{r['speedup']:.2f}" if r.get("speedup") else "-"
-        lines.append(f"| {r['sigma']:g} | {r['method']} | {r['backend']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+        method = f"{r['method']} (untrained: speed only)" if r.get("weights") == "untrained" else r["method"]
+        lines.append(f"| {r['sigma']:g} | {method} | {r['backend']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                      f"{r['mp_per_s']:.3f} | {sp} | {r['peak_mem_mib']:.0f} |")
     return "\n".join(lines) + "\n"
 
