@@ -8,7 +8,9 @@
 #        "default_color default_color_ft default_color_ft2"
 # The device tool moves at most 64 MiB (tracked files + carry): with the train and test JPEGs
 # (29 MB) carried, move shipped weights a gray run does not need (default*.safetensors) out of the
-# tree for the call and back after it. Outputs: one .tgz per stage (the tool returns 8 files).
+# tree for the call and back after it. Outputs: one .tgz per stage (the tool returns 8 files), or
+# with PICK_DATASET=.carry/BSD68 (carried) the best PICK_KEEP candidates by PSNR there
+# (scripts/gpu_pick.py), for candidates too large to all come back.
 set -euo pipefail
 out=${1:?OUTDIR}; shift
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
@@ -41,12 +43,22 @@ model, meta = load_weights(run / "best.safetensors")
 extra = {k: v for k, v in meta.items() if k not in ("format_version", "architecture", "config", "dtype")}
 save_weights(model, run / "best_fp16", extra, half=True)
 PY
-    tar czf "$out/$(echo "$cfg" | tr / _).tgz" runs/$cfg/best_fp16.* runs/$cfg/log.csv runs/$cfg/config.yaml "runs/$cfg.log"
+    [ -n "${PICK_DATASET:-}" ] || tar czf "$out/$(echo "$cfg" | tr / _).tgz" runs/$cfg/best_fp16.* \
+      runs/$cfg/log.csv runs/$cfg/config.yaml "runs/$cfg.log"
   done
 }
+finals=()
 for stages in "$@"; do
   # shellcheck disable=SC2086
   chain $stages &
+  finals+=("${stages##* }")  # each chain's last stage: its candidate
 done
 wait
+if [ -n "${PICK_DATASET:-}" ]; then
+  # Candidates too large to all come back (8 files of at most 16 MiB, 64 MiB in all): score each
+  # chain's last stage on PICK_DATASET and return the best ones' fp16 weights in parts, plus
+  # every stage's log, config and metadata in one archive.
+  tar czf "$out/logs.tgz" runs/fastnm/*.log runs/*/*/log.csv runs/*/*/config.yaml runs/*/*/best_fp16.json 2>/dev/null || true
+  python3 scripts/gpu_pick.py "$out" "$PICK_DATASET" "${PICK_KEEP:-2}" "${finals[@]}"
+fi
 ls -la "$out"
