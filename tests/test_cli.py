@@ -22,10 +22,13 @@ def save(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
-def test_denoise_file_improves_psnr_and_never_clobbers(tmp_path: Path, camera: np.ndarray) -> None:
+def test_denoise_file_improves_psnr_and_never_clobbers(tmp_path: Path, camera: np.ndarray,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     save(tmp_path / "noisy.png", add_noise_numpy(camera, 25, seed=0))
     before = (tmp_path / "noisy.png").read_bytes()
     assert main(["denoise", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "clean.png"), "--sigma", "25"]) == 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "sigma=25.0 (given)" in line and " 0.07 MP in " in line  # 256 x 256 pixels, and how long
     out = read_image(tmp_path / "clean.png").pixels
     noisy = read_image(tmp_path / "noisy.png").pixels
     assert psnr(out, camera) > psnr(noisy, camera) + 6
