@@ -28,6 +28,10 @@ def smooth_image(h: int, w: int, channels: int = 0, seed: int = 0) -> np.ndarray
 
 @pytest.fixture
 def camera() -> np.ndarray:
+    return camera_image()
+
+
+def camera_image() -> np.ndarray:
     from skimage import data
 
     return data.camera()[128:384, 128:384].astype(np.float32) / 255.0
@@ -35,6 +39,10 @@ def camera() -> np.ndarray:
 
 @pytest.fixture
 def astronaut() -> np.ndarray:
+    return astronaut_image()
+
+
+def astronaut_image() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()[64:256, 128:320].astype(np.float32) / 255.0

@@ -60,6 +60,36 @@ def test_api_dtypes_shapes_and_tensors() -> None:
         denoise(img, sigma=-3)
 
 
+def test_colour_image_gets_the_colour_sibling() -> None:
+    """A shipped gray model with a colour sibling (default -> default_color, fast -> fast_color) hands colour images to
+    it; a gray image, a model without a sibling and a module are taken as given."""
+    from deepdenoise.api import resolve_model_name
+
+    assert resolve_model_name("default", color=True) == "default_color"
+    assert resolve_model_name("default", color=False) == "default"
+    assert resolve_model_name("fast", color=True) == "fast_color"
+    assert resolve_model_name("dncnn_s_sigma25", color=True) == "dncnn_s_sigma25"
+    assert resolve_model_name(None, color=True) == "default_color"
+    rgb = smooth_image(37, 31, channels=3)
+    _, info = denoise(rgb, sigma=25, model="default", return_info=True, backend="eager")
+    assert info["model"] == "default_color"
+    _, info = denoise(rgb[:, :, 0], sigma=25, model="default", return_info=True, backend="eager")
+    assert info["model"] == "default"
+
+
+def test_noise_above_the_trained_range_is_noted() -> None:
+    """The models run at any sigma, but say so when it is well above what they were trained on."""
+    img = smooth_image(37, 31)
+    _, info = denoise(img, sigma=200, model="default", return_info=True, backend="eager")
+    assert len(info["notes"]) == 1 and "above the 75" in info["notes"][0]
+    _, info = denoise(img, sigma=50, model="dncnn_s_sigma25", return_info=True, backend="eager")
+    assert "above the 25" in info["notes"][0]
+    _, info = denoise(img, sigma=70, model="default", return_info=True, backend="eager")
+    assert info["notes"] == []
+    _, info = denoise(img, sigma=200, model=create_model("unet_tiny").eval(), return_info=True)
+    assert info["notes"] == []  # a bare module: nothing known about its training
+
+
 def test_png16_rgba_and_tiff_float_roundtrip(tmp_path: Path) -> None:
     g16 = (smooth_image(23, 19) * 65535).astype(np.uint16)
     Image.fromarray(g16).save(tmp_path / "g16.png")

@@ -103,6 +103,26 @@ def test_init_from_grows_a_noise_map_and_drops_blocks(tmp_path: Path) -> None:
     assert model.config.blocks == (1, 2) and model.config.noise_map
 
 
+def test_grad_clip_bounds_the_update(tmp_path: Path) -> None:
+    """grad_clip scales the gradients before Adam: clipped to 1e-12 (far under Adam's eps) the
+    weights hardly move in an epoch; unclipped they do."""
+    from deepdenoise.hub import save_weights
+
+    make_patches(tmp_path / "patches")
+    torch.manual_seed(0)
+    start = create_model("dncnn_tiny")
+    save_weights(start, tmp_path / "start")
+    moved = {}
+    for clip in (None, 1e-12):
+        cfg = tiny_config(tmp_path, f"clip{clip}", 1)
+        cfg.init_from, cfg.grad_clip = str(tmp_path / "start.safetensors"), clip
+        train(cfg, progress=False)
+        model, _ = load_weights(tmp_path / f"clip{clip}" / "best.safetensors")
+        moved[clip] = max(float((p - dict(start.named_parameters())[k]).abs().max())
+                          for k, p in model.named_parameters())
+    assert moved[1e-12] < 1e-5 < 1e-4 < moved[None]
+
+
 def test_refuses_to_clobber_a_run(tmp_path: Path) -> None:
     make_patches(tmp_path / "patches")
     train(tiny_config(tmp_path, "r", 1), progress=False)

@@ -44,13 +44,30 @@ def get_forward(net: nn.Module, backend: str, sigma: float | None) -> Any:
 
 
 def resolve_model_name(name: str | None, color: bool) -> str:
+    """The shipped model for an image: the default for its kind, or ``name``. A colour image asked
+    of a shipped gray model with a colour sibling (``fast`` -> ``fast_color``) gets the sibling:
+    a colour model sees the three channels together (about 1 dB better than running the gray
+    model on each channel, at a third of its cost)."""
     if name:
+        if color and name in shipped_models() and f"{name}_color" in shipped_models():
+            return f"{name}_color"
         return name
     shipped = shipped_models()
     for candidate in (DEFAULT_COLOR if color else ()) + DEFAULT_GRAY:
         if candidate in shipped:
             return candidate
     raise ModelError("no shipped model found in this installation")
+
+
+def range_notes(meta: dict[str, Any], sigma: float) -> list[str]:
+    """A note when the noise level is well above what the model was trained on: it still runs, but
+    a blind model trained on sigma <= 75 leaves much of sigma 150 in the image."""
+    cfg = meta.get("training", {}).get("config", {}) if isinstance(meta.get("training"), dict) else {}
+    top = cfg.get("sigma_max") or cfg.get("sigma")
+    if top and sigma > 1.2 * float(top):
+        return [f"noise level {sigma:.0f} is above the {float(top):g} this model was trained for: "
+                "expect residual noise"]
+    return []
 
 
 def _check_sigma(sigma: float | None) -> None:
@@ -104,11 +121,12 @@ def denoise(
     else:
         raise InputError(f"unsupported array dtype {dtype}")
     color = x.ndim == 3
+    meta: dict[str, Any] = {}
     if isinstance(model, nn.Module):
         net, name = model.eval(), type(model).__name__
     else:
         name = resolve_model_name(model, color)
-        net, _ = get_model(name)
+        net, meta = get_model(name)
     used_sigma = sigma if sigma is not None else estimate_sigma(x)
     forward = None
     backend = resolve_backend(net, backend)
@@ -123,5 +141,6 @@ def denoise(
     else:
         result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
-    info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend}
+    info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend,
+            "notes": range_notes(meta, float(used_sigma))}
     return (result, info) if return_info else result

@@ -32,6 +32,7 @@ class TrainConfig:
     lr_min: float = 1e-6
     loss: str = "mse"  # or "l1"
     weight_decay: float = 0.0
+    grad_clip: float | None = None  # clip the gradients' global L2 norm to this (a norm-free net at a high lr)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bfloat16 autocast (CPU with AVX-512 BF16, or CUDA)

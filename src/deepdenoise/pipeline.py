@@ -57,7 +57,7 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
     info["seconds"] = time.perf_counter() - t0  # the denoising alone: no reading, writing or imports
     info["megapixels"] = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
     write_image(dst, img, overwrite=overwrite)
-    info["notes"] = img.notes
+    info["notes"] = img.notes + info["notes"]
     return info
 
 

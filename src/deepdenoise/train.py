@@ -325,6 +325,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
             loss = (F.l1_loss if cfg.loss == "l1" else F.mse_loss)(out.float(), clean)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
             dt = time.monotonic() - t0
