@@ -68,3 +68,19 @@ def test_limits_and_parameters(client: TestClient) -> None:
     r = client.post("/api/denoise", files={"image": ("a.png", img)}, data={"model": "../../etc/passwd"})
     assert r.status_code == 404
     assert client.post("/api/denoise").status_code == 422
+
+
+def test_denoise_poisson(client: TestClient, camera: np.ndarray) -> None:
+    from deepdenoise.poisson import add_poisson_noise
+
+    noisy = add_poisson_noise(camera[:96, :96], 20, seed=0)
+    r = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")},
+                    data={"noise": "poisson", "peak": "20"})
+    assert r.status_code == 200 and r.headers["x-noise"] == "poisson" and float(r.headers["x-peak"]) == 20
+    out = np.asarray(Image.open(io.BytesIO(r.content)), dtype=np.float32) / 255
+    assert psnr(out, camera[:96, :96]) > psnr(np.clip(noisy, 0, 1), camera[:96, :96]) + 5
+    r = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")}, data={"noise": "poisson"})
+    assert r.status_code == 200 and r.headers["x-sigma-estimated"] == "true" and float(r.headers["x-peak"]) > 0
+    for bad in ({"peak": "20"}, {"noise": "poisson", "peak": "-1"}, {"noise": "salt"}):
+        r = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")}, data=bad)
+        assert 400 <= r.status_code < 500 and "detail" in r.json()

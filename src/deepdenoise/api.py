@@ -59,13 +59,13 @@ def resolve_model_name(name: str | None, color: bool) -> str:
     raise ModelError("no shipped model found in this installation")
 
 
-def range_notes(meta: dict[str, Any], sigma: float) -> list[str]:
+def range_notes(meta: dict[str, Any], sigma: float, what: str = "noise level") -> list[str]:
     """A note when the noise level is well above what the model was trained on: it still runs, but
     a blind model trained on sigma <= 75 leaves much of sigma 150 in the image."""
     cfg = meta.get("training", {}).get("config", {}) if isinstance(meta.get("training"), dict) else {}
     top = cfg.get("sigma_max") or cfg.get("sigma")
     if top and sigma > 1.2 * float(top):
-        return [f"noise level {sigma:.0f} is above the {float(top):g} this model was trained for: "
+        return [f"{what} {sigma:.0f} is above the {float(top):g} this model was trained for: "
                 "expect residual noise"]
     return []
 
@@ -79,7 +79,7 @@ def denoise(
     image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
     progress: Callable[[int, int], None] | None = None, backend: str = DEFAULT_BACKEND,
-    overwrite_input: bool = False,
+    overwrite_input: bool = False, noise: str = "gaussian", peak: float | None = None,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
@@ -90,16 +90,27 @@ def denoise(
     'eager' (fp32), 'folded', 'bf16', 'onnxruntime' or 'int8' (see :mod:`deepdenoise.backends`).
     overwrite_input: a float32 input array may receive the result (saves a full-size buffer on
     very large images; the caller must not need the noisy array afterwards).
+    noise: 'gaussian' (additive, one level) or 'poisson' (signal-dependent, photon-limited images:
+    stabilised by the generalized Anscombe transform, see :mod:`deepdenoise.poisson`). With
+    'poisson', ``peak`` is the photon count at full scale (1.0, 255 or 65535) and ``sigma`` the
+    Gaussian read noise (0-255 scale); whichever is omitted is estimated from the image.
     """
     _check_sigma(sigma)
+    if noise not in ("gaussian", "poisson"):
+        raise InputError(f"noise must be 'gaussian' or 'poisson' (got {noise!r})")
+    if peak is not None and noise != "poisson":
+        raise InputError("peak applies to noise='poisson'")
+    if peak is not None and not (np.isfinite(peak) and peak > 0):
+        raise InputError(f"peak must be a positive number of photons (got {peak})")
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
         shape = t.shape
         if t.ndim == 4:
-            outs = [denoise(t[i], sigma, model, tile, backend=backend) for i in range(t.shape[0])]
+            outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak)
+                    for i in range(t.shape[0])]
             return torch.stack(outs).to(image.dtype)
         arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
-        res = denoise(arr, sigma, model, tile, return_info, backend=backend)
+        res = denoise(arr, sigma, model, tile, return_info, backend=backend, noise=noise, peak=peak)
         out_arr, info = res if return_info else (res, None)
         out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
         out = out.reshape(shape).to(image.dtype)
@@ -127,13 +138,27 @@ def denoise(
     else:
         name = resolve_model_name(model, color)
         net, meta = get_model(name)
-    used_sigma = sigma if sigma is not None else estimate_sigma(x)
-    forward = None
     backend = resolve_backend(net, backend)
-    if backend != "eager":
-        forward = get_forward(net, backend, used_sigma)
     # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request
-    den = apply_model(net, x, used_sigma, tile, progress, forward, inplace=overwrite_input or x is not a)
+    inplace = overwrite_input or x is not a
+
+    def gaussian(img: np.ndarray, level: float) -> np.ndarray:
+        forward = None if backend == "eager" else get_forward(net, backend, level)
+        return apply_model(net, img, level, tile, progress, forward, inplace=inplace)
+
+    extra: dict[str, Any] = {"noise": noise}
+    if noise == "poisson":
+        from deepdenoise.poisson import NoiseModel, denoise_stabilised, estimate_noise_model
+
+        nm = estimate_noise_model(x) if peak is None else NoiseModel.from_peak(peak, sigma or 0.0)
+        if peak is None and sigma is not None:
+            nm = NoiseModel(nm.a, (sigma / 255.0) ** 2)  # the read noise as given
+        inplace = True  # gaussian() is called on the transformed image, a new array
+        den, used_sigma = denoise_stabilised(x, nm, gaussian)
+        extra.update(peak=nm.peak, read_sigma=nm.sigma, sigma_estimated=peak is None)  # sigma: stabilised level
+    else:
+        used_sigma = sigma if sigma is not None else estimate_sigma(x)
+        den = gaussian(x, used_sigma)
     if dtype == np.uint8:
         result: np.ndarray = np.round(np.clip(den, 0, 1) * 255).astype(np.uint8)
     elif dtype == np.uint16:
@@ -142,5 +167,6 @@ def denoise(
         result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
     info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend,
-            "notes": range_notes(meta, float(used_sigma))}
+            "notes": range_notes(meta, float(used_sigma), "stabilised noise level" if noise == "poisson"
+                                 else "noise level"), **extra}
     return (result, info) if return_info else result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,21 @@ from deepdenoise.io import READ_SUFFIXES, read_image, write_image
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
-                 overwrite: bool = False, tile: int | None = 512, gray: bool = False,
-                 show_progress: bool = False, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DenoiseOptions:
+    """How to denoise each file: :func:`deepdenoise.api.denoise`'s arguments, plus ``gray``."""
+
+    sigma: float | None = None  # Gaussian level, or read noise with noise='poisson'; None: estimate
+    model: str | None = None
+    tile: int | None = 512
+    gray: bool = False  # colour images processed as luminance
+    backend: str = DEFAULT_BACKEND
+    noise: str = "gaussian"  # or 'poisson' (photon-limited images)
+    peak: float | None = None  # photons at full scale (noise='poisson'); None: estimate
+
+
+def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
+                 show_progress: bool = False) -> dict[str, Any]:
     """Denoise one image file into ``dst``; raises a :class:`DeepDenoiseError` on bad input/output."""
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
@@ -34,7 +47,8 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
     if dst.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"):
         raise OutputError(f"{dst}: unsupported output format (use .png, .tif, .jpg, .webp or .bmp)")
     img = read_image(src)
-    if gray and img.pixels.ndim == 3:
+    tile = opts.tile
+    if opts.gray and img.pixels.ndim == 3:
         img.pixels = img.pixels @ LUMA  # [H, W]
     bar = None
     if show_progress and tile and img.pixels.shape[0] * img.pixels.shape[1] > 4 * tile * tile:
@@ -49,8 +63,9 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
 
     t0 = time.perf_counter()
     try:
-        img.pixels, info = denoise(img.pixels, sigma=sigma, model=model, tile=tile, return_info=True,
-                                   progress=tick, backend=backend, overwrite_input=True)  # denoised in place
+        img.pixels, info = denoise(img.pixels, sigma=opts.sigma, model=opts.model, tile=tile, return_info=True,
+                                   progress=tick, backend=opts.backend, overwrite_input=True,  # in place
+                                   noise=opts.noise, peak=opts.peak)
     finally:
         if bar is not None:
             bar.close()
@@ -63,6 +78,9 @@ def denoise_file(src: Path, dst: Path, sigma: float | None = None, model: str | 
 
 def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
     how = "estimated" if info["sigma_estimated"] else "given"
+    if info.get("noise") == "poisson":
+        how = (f"stabilised; Poisson peak {info['peak']:.3g} photons, read noise {info['read_sigma']:.2g}, "
+               + ("estimated" if info["sigma_estimated"] else "given"))
     notes = f" ({'; '.join(info['notes'])})" if info.get("notes") else ""
     backend = f" backend={info['backend']}" if info.get("backend") else ""
     speed = (f" {info['megapixels']:.2f} MP in {info['seconds']:.2f} s" if info.get("seconds") else "")
@@ -81,9 +99,8 @@ def folder_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     return jobs
 
 
-def denoise_folder(src: Path, dst: Path, sigma: float | None = None, model: str | None = None,
-                   overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
-                   progress: bool = True, backend: str = DEFAULT_BACKEND) -> tuple[int, list[str]]:
+def denoise_folder(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
+                   jobs: int = 1, progress: bool = True) -> tuple[int, list[str]]:
     """Denoise every file under ``src`` into ``dst``; returns (number done, failure lines)."""
     from tqdm import tqdm
 
@@ -103,7 +120,7 @@ def denoise_folder(src: Path, dst: Path, sigma: float | None = None, model: str 
             return f"{f}: skipped, not an image file"
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            denoise_file(f, out, sigma, model, overwrite, tile, gray, backend=backend)
+            denoise_file(f, out, opts, overwrite)
         except DeepDenoiseError as exc:
             return str(exc)
         return None
@@ -125,17 +142,16 @@ def _looks_like_image(path: Path) -> bool:
     return head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\0", b"MM\0*", b"GIF8", b"BM")) or head[8:12] == b"WEBP"
 
 
-def denoise_path(src: str, dst: str, sigma: float | None = None, model: str | None = None,
-                 overwrite: bool = False, tile: int | None = 512, gray: bool = False, jobs: int = 1,
-                 backend: str = DEFAULT_BACKEND) -> int:
+def denoise_path(src: str, dst: str, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
+                 jobs: int = 1) -> int:
     """CLI entry: a file or a folder. Returns the exit code (1 if some files of a folder failed)."""
     s, d = Path(src), Path(dst)
     if not s.exists():
         raise InputError(f"{s}: no such file or folder")
     if s.is_dir():
-        n, failures = denoise_folder(s, d, sigma, model, overwrite, tile, gray, jobs, backend=backend)
+        n, failures = denoise_folder(s, d, opts, overwrite, jobs)
         print(f"denoised {n} files, {len(failures)} failed", file=sys.stderr)
         return 1 if failures else 0
-    info = denoise_file(s, d, sigma, model, overwrite, tile, gray, show_progress=True, backend=backend)
+    info = denoise_file(s, d, opts, overwrite, show_progress=True)
     print(_describe(s, d, info), file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import DeepDenoiseError, InputError, ModelError
@@ -33,10 +33,11 @@ class ServeConfig:
 
 
 def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | None,
-                  cfg: ServeConfig) -> tuple[bytes, str, dict[str, Any]]:
+                  cfg: ServeConfig, noise: str = "gaussian", peak: float | None = None
+                  ) -> tuple[bytes, str, dict[str, Any]]:
     """Denoise an uploaded file's bytes; returns (encoded image, media type, info). Blocking."""
     from deepdenoise import io as dio
-    from deepdenoise.pipeline import denoise_file
+    from deepdenoise.pipeline import DenoiseOptions, denoise_file
 
     suffix = Path(filename or "upload").suffix.lower()
     if suffix not in dio.READ_SUFFIXES:
@@ -54,7 +55,8 @@ def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | 
         media, ext = MEDIA[fmt]
         dst = Path(tmp) / f"out{ext}"
         t0 = time.perf_counter()
-        info = denoise_file(src, dst, sigma, model, overwrite=False, tile=cfg.tile, backend=cfg.backend)
+        opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak)
+        info = denoise_file(src, dst, opts)
         info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
         info.update(width=w, height=h)
         return dst.read_bytes(), media, info
@@ -96,7 +98,13 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         image: UploadFile = File(..., description="image file (PNG, JPEG, TIFF, WebP, BMP, GIF)"),
         sigma: float | None = Form(None, ge=0, le=255, description="noise level 0-255; blind if omitted"),
         model: str | None = Form(None, max_length=200, description="shipped model name"),
+        noise: Literal["gaussian", "poisson"] = Form(
+            "gaussian", description="poisson: photon-limited image (sigma is then the read noise)"),
+        peak: float | None = Form(None, gt=0, le=1e9, description="poisson: photons at full scale; "
+                                  "estimated if omitted"),
     ) -> Response:
+        if peak is not None and noise != "poisson":
+            raise HTTPException(400, "peak applies to noise=poisson")
         if model is not None:
             from deepdenoise.hub import shipped_models
 
@@ -112,10 +120,13 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         async with slots:
             loop = asyncio.get_running_loop()
             body, media, info = await loop.run_in_executor(
-                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg)
+                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg, noise, peak)
         headers = {"X-Sigma": f"{info['sigma']:.2f}", "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
                    "X-Model": info["model"], "X-Elapsed-Ms": f"{info['elapsed_ms']:.0f}",
                    "Content-Disposition": 'attachment; filename="denoised' + MEDIA_EXT.get(media, ".png") + '"'}
+        if noise == "poisson":
+            headers.update({"X-Noise": "poisson", "X-Peak": f"{info['peak']:.4g}",
+                            "X-Read-Sigma": f"{info['read_sigma']:.2f}"})
         return Response(body, media_type=media, headers=headers)
 
     return app

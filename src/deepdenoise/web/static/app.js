@@ -29,7 +29,9 @@ async function loadModels() {
 async function run() {
   const form = new FormData();
   form.append("image", file, file.name);
-  if (document.querySelector('input[name="mode"]:checked').value === "sigma") form.append("sigma", $("sigma").value);
+  const mode = document.querySelector('input[name="mode"]:checked').value;
+  if (mode === "sigma") form.append("sigma", $("sigma").value);
+  if (mode === "poisson") form.append("noise", "poisson");
   if ($("model").value) form.append("model", $("model").value);
   $("go").disabled = true;
   setStatus("denoising...");
@@ -48,7 +50,10 @@ async function run() {
     $("download").href = resultUrl;
     $("download").download = file.name.replace(/\.[^.]*$/, "") + "_denoised." + ext;
     const est = resp.headers.get("X-Sigma-Estimated") === "true" ? "estimated" : "given";
-    $("info").textContent = `model ${resp.headers.get("X-Model")}, sigma ${resp.headers.get("X-Sigma")} (${est}), ${resp.headers.get("X-Elapsed-Ms")} ms`;
+    const noise = resp.headers.get("X-Noise") === "poisson"
+      ? `Poisson peak ${resp.headers.get("X-Peak")} photons, read noise ${resp.headers.get("X-Read-Sigma")} (${est})`
+      : `sigma ${resp.headers.get("X-Sigma")} (${est})`;
+    $("info").textContent = `model ${resp.headers.get("X-Model")}, ${noise}, ${resp.headers.get("X-Elapsed-Ms")} ms`;
     $("result").hidden = false;
     setStatus("done");
   } catch (e) {

@@ -7,13 +7,23 @@ User errors print one line (``deepdenoise: error: ...``) and exit with a documen
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shlex
 import sys
-from pathlib import Path
 
 from deepdenoise.backends import BACKENDS, DEFAULT_BACKEND
+from deepdenoise.cli.commands import (
+    cmd_benchmark,
+    cmd_calibrate,
+    cmd_denoise,
+    cmd_download,
+    cmd_evaluate,
+    cmd_export,
+    cmd_figures,
+    cmd_models,
+    cmd_prepare,
+    cmd_report,
+    cmd_serve,
+    cmd_train,
+)
 from deepdenoise.errors import DeepDenoiseError
 
 
@@ -27,215 +37,14 @@ def _sigma(value: str) -> float:
     return s
 
 
-def cmd_prepare(a: argparse.Namespace) -> int:
-    from deepdenoise.data.patches import PatchConfig, prepare_patches
-
-    counts = prepare_patches(a.root, a.out, PatchConfig(seed=a.seed, color=a.color), force=a.force)
-    print(f"train patches: {counts['train']}")
-    print(f"test patches: {counts['test']}")
-    return 0
-
-
-def cmd_download(a: argparse.Namespace) -> int:
-    from deepdenoise.data.download import download_bsds500
-
-    root = download_bsds500(a.out, url=a.url, sha256=a.sha256)
-    print(f"BSDS500 ready at {root}")
-    return 0
-
-
-def cmd_train(a: argparse.Namespace) -> int:
-    from deepdenoise.config import TrainConfig
-    from deepdenoise.train import train
-
-    if a.resume:
-        cfg = TrainConfig.from_yaml(Path(a.resume) / "config.yaml")
-    else:
-        cfg = TrainConfig.from_yaml(a.config) if a.config else TrainConfig()
-    for key in ("model", "data", "epochs", "batch_size", "lr", "sigma", "sigma_max", "out", "device",
-                "val_limit", "max_minutes", "steps_per_epoch", "seed", "data_mode", "loss",
-                "precise_bn_batches"):
-        val = getattr(a, key, None)
-        if val is not None:
-            setattr(cfg, key, val)
-    if a.resume:
-        cfg.out = a.resume
-    if a.no_amp:
-        cfg.amp = False
-    command = "deepdenoise " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    summary = train(cfg, resume=bool(a.resume), progress=not a.quiet, command=command)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 validates: its summary is the run's
-        return 130 if summary["interrupted"] else 0
-    print(json.dumps(summary))
-    if summary["interrupted"]:
-        print(f"deepdenoise: interrupted at step {summary['steps']}; checkpoint saved, continue with: "
-              f"deepdenoise train --resume {shlex.quote(cfg.out)}", file=sys.stderr)
-        return 130
-    return 0
-
-
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    from deepdenoise.api import resolve_model_name
-    from deepdenoise.evaluate import evaluate_dataset, evaluate_patches, format_table, write_json
-    from deepdenoise.hub import load_model
-
-    sigmas = a.sigma or [15.0, 25.0, 50.0]
-    if a.estimator:
-        from deepdenoise.evaluate import evaluate_estimator
-
-        rows = [r for ds in a.dataset or [] for r in evaluate_estimator(ds, sigmas, a.seed, a.limit)]
-        if not rows:
-            raise DeepDenoiseError("--estimator needs --dataset")
-        print(f"{'dataset':<12} {'sigma':>5} {'n':>4} {'estimate':>9} {'bias':>7} {'mean |err|':>10} {'max |err|':>9}")
-        for r in rows:
-            print(f"{r['dataset']:<12} {r['sigma']:>5g} {r['images']:>4d} {r['mean_estimate']:>9.2f} "
-                  f"{r['mean_error']:>7.2f} {r['mean_abs_error']:>10.2f} {r['max_abs_error']:>9.2f}")
-        if a.json:
-            write_json(a.json, rows, {"estimator": "wavelet MAD (Haar HH band)", "seed": a.seed})
-        return 0
-    name = a.model or resolve_model_name(None, color=False)
-    model, meta = load_model(name)
-    if a.backend != "eager":
-        from deepdenoise.backends import resolve_backend
-
-        a.backend = resolve_backend(model, a.backend)  # auto -> the path it takes here
-        if a.patches:
-            raise DeepDenoiseError("--backend applies to --dataset; --patches is evaluated in eager fp32")
-        if a.record:
-            raise DeepDenoiseError("--record stores eager fp32 figures; drop --backend")
-    results = []
-    for ds in a.dataset or []:
-        results += evaluate_dataset(model, ds, sigmas, seed=a.seed, limit=a.limit, blind_sigma=a.blind,
-                                    backend=a.backend)
-    if a.patches:
-        results += evaluate_patches(model, a.patches, sigmas, limit=a.limit)
-    if not results:
-        raise DeepDenoiseError("nothing to evaluate: give --dataset and/or --patches")
-    print(f"model: {name}  backend: {a.backend}")
-    print(format_table(results))
-    if a.record:
-        from deepdenoise.hub import record_evaluation
-
-        record_evaluation(name, results)
-    if a.json:
-        for r in results:
-            r["model"] = name
-        protocol = "float AWGN (seed + image index), unclipped; PSNR of the output clipped to [0, 1]"
-        write_json(a.json, results, {"model": name, "architecture": meta.get("architecture"),
-                                     "backend": a.backend, "seed": a.seed, "protocol": protocol})
-    return 0
-
-
-def cmd_denoise(a: argparse.Namespace) -> int:
-    from deepdenoise.pipeline import denoise_path
-
-    return denoise_path(a.input, a.output, sigma=a.sigma, model=a.model, overwrite=a.overwrite,
-                        tile=a.tile, gray=a.gray, jobs=a.jobs, backend=a.backend)
-
-
-def cmd_export(a: argparse.Namespace) -> int:
-    from deepdenoise.export import export_onnx
-    from deepdenoise.hub import load_model
-
-    model, meta = load_model(a.model)
-    out = Path(a.output or f"{Path(str(a.model)).stem}.onnx")
-    if out.exists() and not a.overwrite:
-        raise DeepDenoiseError(f"{out}: already exists (use --overwrite to replace it)")
-    export_onnx(model, meta, out, int8=a.int8)
-    print(out)
-    return 0
-
-
-def cmd_calibrate(a: argparse.Namespace) -> int:
-    from deepdenoise.quant import calibrate_file
-
-    out = Path(a.output).with_suffix(".safetensors")
-    if (out.exists() or out.with_suffix(".json").exists()) and not a.overwrite:
-        raise DeepDenoiseError(f"{out}: already exists (use --overwrite to replace it)")
-    print(calibrate_file(a.model, a.data, out, a.batches, a.sigma_max, a.seed))
-    return 0
-
-
-def cmd_models(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import describe_models
-
-    rows = describe_models()
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    for r in rows:
-        print(f"{r['name']}: {r['architecture']} {r['preset_config']}")
-        print(f"  parameters {r['parameters']:,}, {r['flops_per_pixel'] / 1e6:.2f} MFLOP/pixel, "
-              f"{r['steps']} steps, {r['train_minutes']:.1f} min on {r['hardware']}")
-        print(f"  recipe: {r['command']}")
-        if r["int8"]:
-            print(f"  int8 calibration (backend int8/auto): {r['int8']}")
-        for ds, table in r["evaluation"].items():
-            cells = ", ".join(f"sigma {s}: {v:.2f}" for s, v in table.items())
-            print(f"  {ds} PSNR (dB): {cells}")
-    return 0
-
-
-def cmd_figures(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import load_model
-    from deepdenoise.plots import make_figures
-
-    model, _ = load_model(a.model)
-    res = make_figures(model, a.dataset, a.out, a.sigma, a.patches, a.limit, label=str(a.model))
-    for f in res["files"]:
-        print(f)
-    return 0
-
-
-def cmd_report(a: argparse.Namespace) -> int:
-    from deepdenoise.report import build_models_doc, build_report
-
-    ref = Path(a.reference) if a.reference else None
-    cds = Path(a.color_dataset) if a.color_dataset else None
-    build_report(Path(a.out), Path(a.dataset), cds, Path(a.patches), Path(a.runs), ref, a.limit)
-    build_models_doc(Path(a.out).with_name("models.md"), Path(a.runs))
-    print(a.out)
-    print(Path(a.out).with_name("models.md"))
-    return 0
-
-
-def cmd_serve(a: argparse.Namespace) -> int:
+def _peak(value: str) -> float:
     try:
-        from deepdenoise.web.app import ServeConfig, serve
-    except ImportError as exc:
-        raise DeepDenoiseError(f"the web service needs its extras: pip install -e '.[web]' ({exc})") from None
-    serve(a.host, a.port, ServeConfig(max_upload_bytes=a.max_upload_mb * 1024 * 1024,
-                                      max_pixels=a.max_pixels, workers=a.workers, queue=a.queue,
-                                      backend=a.backend))
-    return 0
-
-
-def cmd_benchmark(a: argparse.Namespace) -> int:
-    from deepdenoise.benchmark import CLASSIC, format_markdown, machine_info, run_benchmark, scatter_plot
-    from deepdenoise.hub import atomic_write_text, shipped_models
-
-    methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]
-    backends = a.backend.split(",")
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown:
-        raise DeepDenoiseError(f"unknown backend(s) {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
-    for out in (a.json, a.markdown, a.plot):
-        if out and not Path(out).resolve().parent.is_dir():  # found out before the run, not after it
-            raise DeepDenoiseError(f"{out}: its folder does not exist")
-    info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores")
-    ref = Path(a.reference) if a.reference else None
-    results = run_benchmark(a.dataset, a.sigma, methods, backends, a.limit, a.repeats, a.seed, ref)
-    table = format_markdown(results, info)
-    print(table)
-    if a.json:
-        atomic_write_text(Path(a.json), json.dumps({"machine": info, "results": results}, indent=2) + "\n")
-    if a.markdown:
-        atomic_write_text(Path(a.markdown), "# Benchmark\n\nGenerated by `deepdenoise " + " ".join(sys.argv[1:])
-                          + "`.\n\n" + table)
-    if a.plot:
-        scatter_plot(results, Path(a.plot))
-    return 0
+        p = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"peak must be a number of photons, got '{value}'") from None
+    if not (0 < p < float("inf")):
+        raise argparse.ArgumentTypeError(f"peak must be a positive number of photons, got {value}")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sigma", type=_sigma, nargs="+")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int)
-    s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma")
+    s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma (or noise model)")
+    s.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian",
+                   help="poisson: Poisson noise at --peak photons, --sigma is the read noise (default 0)")
+    s.add_argument("--peak", type=_peak, nargs="+", help="photons at 1.0 (--noise poisson)")
+    s.add_argument("--no-vst", dest="no_vst", action="store_true",
+                   help="--noise poisson baseline: no variance stabilisation, the noisy image as it is")
     s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
     s.add_argument("--record", action="store_true", help="store the PSNR table in a shipped model's metadata")
     s.add_argument("--backend", default="eager", choices=list(BACKENDS),
@@ -299,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("denoise", help="denoise an image file (or a folder)")
     s.add_argument("input")
     s.add_argument("-o", "--output", required=True)
-    s.add_argument("--sigma", type=_sigma, help="noise level (0-255); estimated when omitted")
+    s.add_argument("--sigma", type=_sigma, help="noise level (0-255; with --noise poisson the read noise); "
+                   "estimated when omitted")
+    s.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian",
+                   help="poisson: photon-limited images (microscopy, astronomy, low light), stabilised first")
+    s.add_argument("--peak", type=_peak, help="with --noise poisson: photons at full scale; estimated when omitted")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512, help="tile size in pixels (bounded memory)")
