@@ -91,3 +91,36 @@ def test_download_verifies_checksums(tmp_path: Path) -> None:
     with pytest.raises(DeepDenoiseError, match="fail their checksum"):
         download_bsds500(tmp_path / "o3", url=bad.as_uri(), manifest=manifest)
     assert not (tmp_path / "o3").exists()
+
+
+def test_download_reference_verifies_each_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official weights come from a mirror laid out like the authors' repository; each file is
+    checked before it takes its name, and a tampered one leaves nothing behind."""
+    from deepdenoise.cli import main
+    from deepdenoise.data import download
+
+    blobs = {"sigma=25.mat": b"weights-25" * 100, "GD_Gray_Blind.mat": b"blind" * 100}
+    mirror = tmp_path / "mirror"
+    table = {}
+    for name, data in blobs.items():
+        rel = f"model/specifics/{name}"
+        (mirror / "model" / "specifics").mkdir(parents=True, exist_ok=True)
+        (mirror / rel).write_bytes(data)
+        table[name] = (rel, hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(download, "REFERENCE_FILES", table)
+    out = download.download_reference(tmp_path / "ref", base_url=mirror.as_uri())
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == blobs  # no temporary files left
+    (mirror / "model" / "specifics" / "sigma=25.mat").write_bytes(b"tampered")
+    download.download_reference(tmp_path / "ref", base_url=mirror.as_uri())  # present and valid: kept
+    with pytest.raises(DeepDenoiseError, match="checksum mismatch"):
+        download.download_reference(tmp_path / "ref2", base_url=mirror.as_uri())
+    assert sorted(p.name for p in (tmp_path / "ref2").iterdir()) == []
+    monkeypatch.setenv("DEEPDENOISE_REFERENCE", str(tmp_path / "ref3"))
+    (mirror / "model" / "specifics" / "sigma=25.mat").write_bytes(blobs["sigma=25.mat"])
+    assert main(["download", "dncnn-reference", "--url", mirror.as_uri()]) == 0
+    assert (tmp_path / "ref3" / "sigma=25.mat").read_bytes() == blobs["sigma=25.mat"]
+    from deepdenoise.hub import reference_dir
+
+    assert reference_dir() == tmp_path / "ref3" and reference_dir("x") == Path("x")
+    (mirror / "model" / "specifics" / "GD_Gray_Blind.mat").unlink()  # an unreachable file: one-line error
+    assert main(["download", "dncnn-reference", "--url", mirror.as_uri(), "--out", str(tmp_path / "ref4")]) == 2

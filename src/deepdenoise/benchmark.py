@@ -135,7 +135,8 @@ def _variants(method: str, backends: list[str], sigma: float, color: bool,
     if method == "reference":
         if not reference_weights(reference_dir, sigma):
             print(f"note: no official DnCNN-S weights for sigma {sigma:g} in {reference_dir}: the reference row "
-                  "times an untrained DnCNN-S (its PSNR means nothing); pass --reference DIR", file=sys.stderr)
+                  "times an untrained DnCNN-S (its PSNR means nothing); get them with 'deepdenoise download "
+                  "dncnn-reference' or pass --reference DIR", file=sys.stderr)
         return [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
     from deepdenoise.hub import read_meta, shipped_models
 

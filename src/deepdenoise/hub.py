@@ -96,6 +96,28 @@ def load_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), meta
 
 
+SHARED_REFERENCE = Path("../shared/reference-weights")
+
+
+def reference_cache() -> Path:
+    """Where ``deepdenoise download dncnn-reference`` puts the official DnCNN weights:
+    ``$DEEPDENOISE_REFERENCE``, else ``~/.cache/deepdenoise/reference-weights``."""
+    if os.environ.get("DEEPDENOISE_REFERENCE"):
+        return Path(os.environ["DEEPDENOISE_REFERENCE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepdenoise" / "reference-weights"
+
+
+def reference_dir(explicit: str | Path | None = None) -> Path:
+    """Where to look for the official DnCNN weights: ``explicit``, else the download location when it
+    holds them, else a development checkout's ``../shared/reference-weights`` when that exists."""
+    if explicit:
+        return Path(explicit)
+    cache = reference_cache()
+    if (cache / "sigma=25.mat").exists() or not SHARED_REFERENCE.is_dir():
+        return cache
+    return SHARED_REFERENCE
+
+
 def load_matconvnet(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load the official DnCNN MatConvNet weights (HDF5 .mat, BN folded) into our DnCNN."""
     import h5py

@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rebuild even if the cache matches")
     s.set_defaults(func=cmd_prepare)
 
-    s = sub.add_parser("download", help="download a dataset (bsds500) with checksum verification")
-    s.add_argument("name", choices=["bsds500"])
-    s.add_argument("--out", default="data/BSDS500")
+    s = sub.add_parser("download", help="download BSDS500 or the official DnCNN weights, checksum-verified")
+    s.add_argument("name", choices=["bsds500", "dncnn-reference"])
+    s.add_argument("--out", help="default: data/BSDS500, or ~/.cache/deepdenoise/reference-weights "
+                                 "($DEEPDENOISE_REFERENCE) for the DnCNN weights")
     s.add_argument("--url", default=None)
     s.add_argument("--sha256", default=None, help="expected archive SHA-256 (optional)")
     s.set_defaults(func=cmd_download)
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--color-dataset", dest="color_dataset", default="../shared/data/CBSD68")
     s.add_argument("--patches", default="data/patches")
     s.add_argument("--runs", default="runs")
-    s.add_argument("--reference", default="../shared/reference-weights")
+    s.add_argument("--reference", help="folder with the official DnCNN .mat files "
+                                       "(default: where 'deepdenoise download dncnn-reference' put them)")
     s.add_argument("--limit", type=int)
     s.set_defaults(func=cmd_report)
 
@@ -172,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and shipped model names (default: all)")
     s.add_argument("--backend", default="eager,folded,bf16,onnxruntime,int8",
                    help="comma list of backends for our models (int8: models with an int8 calibration)")
-    s.add_argument("--reference", default="../shared/reference-weights",
-                   help="folder with the official sigma=N.mat (else an untrained DnCNN-S times the speed)")
+    s.add_argument("--reference", help="folder with the official sigma=N.mat (default: where 'deepdenoise "
+                   "download dncnn-reference' put them; else an untrained DnCNN-S times the speed)")
     s.add_argument("--limit", type=int)
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--seed", type=int, default=0)

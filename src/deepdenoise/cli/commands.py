@@ -23,9 +23,18 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_download(a: argparse.Namespace) -> int:
+    if a.name == "dncnn-reference":
+        from deepdenoise.data.download import download_reference
+        from deepdenoise.hub import reference_cache
+
+        if a.sha256:
+            raise DeepDenoiseError("--sha256 applies to bsds500 (the reference files have built-in checksums)")
+        root = download_reference(Path(a.out) if a.out else reference_cache(), base_url=a.url)
+        print(f"official DnCNN weights ready at {root}")
+        return 0
     from deepdenoise.data.download import download_bsds500
 
-    root = download_bsds500(a.out, url=a.url, sha256=a.sha256)
+    root = download_bsds500(a.out or "data/BSDS500", url=a.url, sha256=a.sha256)
     print(f"BSDS500 ready at {root}")
     return 0
 
@@ -182,9 +191,10 @@ def cmd_figures(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
+    from deepdenoise.hub import reference_dir
     from deepdenoise.report import build_models_doc, build_report
 
-    ref = Path(a.reference) if a.reference else None
+    ref = reference_dir(a.reference)
     cds = Path(a.color_dataset) if a.color_dataset else None
     build_report(Path(a.out), Path(a.dataset), cds, Path(a.patches), Path(a.runs), ref, a.limit)
     build_models_doc(Path(a.out).with_name("models.md"), Path(a.runs))
@@ -206,7 +216,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
     from deepdenoise.benchmark import CLASSIC, format_markdown, machine_info, run_benchmark, scatter_plot
-    from deepdenoise.hub import atomic_write_text, shipped_models
+    from deepdenoise.hub import atomic_write_text, reference_dir, shipped_models
 
     methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]
     backends = a.backend.split(",")
@@ -218,7 +228,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
             raise DeepDenoiseError(f"{out}: its folder does not exist")
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores")
-    ref = Path(a.reference) if a.reference else None
+    ref = reference_dir(a.reference)
     results = run_benchmark(a.dataset, a.sigma, methods, backends, a.limit, a.repeats, a.seed, ref)
     table = format_markdown(results, info)
     print(table)

@@ -1,10 +1,12 @@
-"""``deepdenoise download bsds500``: fetch the official archive and verify every image.
+"""``deepdenoise download bsds500 | dncnn-reference``: fetch public data and verify every file.
 
-The archive (BSR_bsds500.tgz from the Berkeley Computer Vision Group) is streamed to a temporary
+BSDS500: the archive (BSR_bsds500.tgz from the Berkeley Computer Vision Group) is streamed to a temporary
 file, optionally checked against an archive SHA-256, then only ``BSR/BSDS500/data/images/{train,
 val,test}/*.jpg`` are extracted (no path traversal possible) and every image is checked against
 the SHA-256 manifest shipped with the package (``bsds500_sha256.txt``, 500 entries). The result is
 laid out as ``OUT/{train,val,test}/*.jpg``, the layout ``deepdenoise prepare`` reads.
+
+dncnn-reference: the official DnCNN weights (below), each file checked against its SHA-256.
 """
 
 from __future__ import annotations
@@ -87,4 +89,54 @@ def download_bsds500(out: str | Path, url: str | None = None, sha256: str | None
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
+    return out
+
+
+# The official DnCNN weights (MatConvNet, HDF5 .mat) from the authors' repository, for checking our
+# evaluation against the published tables and as the benchmark's reference. Never shipped: fetched
+# on request into the user's cache. name -> (path in the repository, SHA-256)
+REFERENCE_BASE = "https://github.com/cszn/DnCNN/raw/master/"
+REFERENCE_FILES = {
+    "sigma=15.mat": ("model/specifics/sigma=15.mat",
+        "657d5115fa05d371dbf0df1f0a931eff274dae29d08a9cc0824a28caf2460e21"),
+    "sigma=25.mat": ("model/specifics/sigma=25.mat",
+        "5a5404c9e3ef14e353760e14b885439408a654618e14f13b2e97b99b9835020b"),
+    "sigma=50.mat": ("model/specifics/sigma=50.mat",
+        "517dc0b55a8da2c129704ed7921b8557aac40cf3aae9f700dc41a9e25cad0983"),
+    "GD_Gray_Blind.mat": ("model/GD_Gray_Blind.mat",
+        "37f76da0b71dd2b2789ce91848fe2f184ab486203c9af9ac1b98199b60ea02b0"),
+}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_reference(out: str | Path, base_url: str | None = None) -> Path:
+    """Fetch the official DnCNN-S (sigma 15/25/50) and DnCNN-B weights into ``out``.
+
+    Each file is streamed to a temporary name beside its target, checked against its SHA-256 and
+    only then renamed into place, so an interrupted or corrupted download never leaves a file that
+    looks valid. Files already present with the right checksum are kept."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = (base_url or REFERENCE_BASE).rstrip("/") + "/"
+    for name, (rel, digest) in REFERENCE_FILES.items():
+        target = out / name
+        if target.exists() and file_sha256(target) == digest:
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+        os.close(fd)
+        try:
+            got = fetch(base + rel, Path(tmp))
+            if got != digest:
+                raise DeepDenoiseError(f"{name}: checksum mismatch (got {got}, expected {digest}); nothing kept")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return out
