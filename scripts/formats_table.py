@@ -21,11 +21,22 @@ def describe(path: Path) -> str:
     from deepdenoise.io import read_image
 
     d = read_image(path)
-    h, w = d.pixels.shape[:2]
-    mode = "RGB" if d.pixels.ndim == 3 else "gray"
+    h, w = d.pixels.shape[1:3] if d.stack_shape else d.pixels.shape[:2]
+    mode = "RGB" if d.is_color else "gray"
     depth = "float32" if d.bit_depth == 32 else f"{d.bit_depth}-bit"
-    return (f"{mode}{'+alpha' if d.alpha is not None else ''} {w}x{h}, {depth}, "
+    stack = ""
+    if d.stack_shape:
+        stack = "stack " + "x".join(map(str, d.stack_shape)) + (f" ({d.stack_axes})" if d.stack_axes else "") + " of "
+    return (f"{stack}{mode}{'+alpha' if d.alpha is not None else ''} {w}x{h}, {depth}, "
             f"ICC {'yes' if d.icc else 'no'}")
+
+
+def tiff_bytes(arr: np.ndarray, **kwargs: object) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, **kwargs)
+    return buf.getvalue()
 
 
 def main_table() -> str:
@@ -35,6 +46,11 @@ def main_table() -> str:
     rgb = (np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)
     Image.fromarray(rgb).save(buf, format="PNG", icc_profile=srgb)
     cases["icc_srgb.png"] = (buf.getvalue(), (24, 20, 3), 8, False)
+    rng = np.random.default_rng(0)
+    cases["zstack16.tif"] = (tiff_bytes((rng.random((5, 24, 20)) * 65535).astype(np.uint16)),)
+    cases["hyperstack_counts.tif"] = (tiff_bytes((rng.random((2, 3, 24, 20)) * 40).astype(np.float32), imagej=True,
+                                                 metadata={"axes": "TZYX"}),)
+    cases["rgbstack.tif"] = (tiff_bytes((rng.random((4, 24, 20, 3)) * 255).astype(np.uint8), photometric="rgb"),)
     rows = ["| input | file mode (Pillow) | read as | output file | output |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (content, *_rest) in sorted(cases.items()):
@@ -44,7 +60,7 @@ def main_table() -> str:
             rc = main(["denoise", str(src), "-o", str(out), "--sigma", "10", "--model", "dncnn_s_sigma25"])
             with Image.open(src) as im:
                 frames = getattr(im, "n_frames", 1)
-                pil_mode = f"{im.format} {im.mode}" + (f", {frames} frames" if frames > 1 else "")
+                pil_mode = f"{im.format} {im.mode}" + (f", {frames} pages" if frames > 1 else "")
             rows.append(f"| `{name}` | {pil_mode} | {describe(src)} | "
                         f"`{out.suffix}` | {describe(out) if rc == 0 else f'exit {rc}'} |")
     return "\n".join(rows)
@@ -55,6 +71,10 @@ if __name__ == "__main__":
             "`deepdenoise denoise`). Gray stays gray, colour stays colour; 16-bit PNG/TIFF stay 16-bit,\n"
             "float TIFF stays float; alpha and ICC profiles are carried over unchanged; EXIF orientation\n"
             "is applied; palette and CMYK inputs are converted to RGB (the CLI says so); animated GIFs\n"
-            "use their first frame.\n\n" + main_table() + "\n")
+            "use their first frame. TIFF stacks (z-stacks, time series, ImageJ hyperstacks) are denoised\n"
+            "frame by frame and written back with the same axes, shape and type (TIFF output only). Float\n"
+            "data outside [0, 1] (photon counts, calibrated units) is mapped from [min(0, lowest), highest]\n"
+            "onto [0, 1] for the network and back (the CLI says so); `--sigma` then refers to that [0, 1]\n"
+            "image, and `--peak` (with `--noise poisson`) to the count at the highest value.\n\n" + main_table() + "\n")
     Path("docs/formats.md").write_text(text)
     print(text)

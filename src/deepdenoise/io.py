@@ -23,27 +23,64 @@ READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gi
 
 @dataclass
 class ImageData:
-    pixels: np.ndarray  # float32 [H, W] or [H, W, 3] in [0, 1]
+    pixels: np.ndarray  # float32 [H, W] or [H, W, 3] in [0, 1]; a stack: [N, H, W] or [N, H, W, 3]
     bit_depth: int = 8  # 8, 16, or 32 (float)
     alpha: np.ndarray | None = None  # float32 [H, W] in [0, 1]
     icc: bytes | None = None
     format: str = "PNG"
     notes: list[str] = field(default_factory=list)
+    stack_shape: tuple[int, ...] | None = None  # a TIFF stack's leading axes (e.g. Z, T), flattened to N
+    stack_axes: str = ""  # their names ('TZ'), kept for ImageJ/Fiji
 
     @property
     def is_color(self) -> bool:
-        return self.pixels.ndim == 3
+        return self.pixels.ndim == (4 if self.stack_shape else 3)
 
 
 def _read_tiff(path: Path) -> ImageData:
+    """One image, or a stack (z-stack, time series, hyperstack: every axis before Y, X and colour
+    samples is a frame axis, flattened to one and restored on writing)."""
     import tifffile
 
-    arr = tifffile.imread(str(path))
+    with tifffile.TiffFile(str(path)) as tf:
+        series = tf.series[0]
+        axes, arr = series.axes, series.asarray()
     if arr.size == 0:
         raise InputError(f"{path}: image has zero size")
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # planar [C, H, W] -> [H, W, C]
-    return _from_array(arr, "TIFF", str(path))
+    if arr.ndim != len(axes):  # unusual metadata: fall back on the shape alone
+        axes = "YXS"[:arr.ndim] if arr.ndim < 3 or arr.shape[-1] in (1, 3, 4) else "QYX"[-arr.ndim:]
+    if "S" in axes and not axes.endswith("S"):  # planar [..., C, H, W] -> [..., H, W, C]
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+        axes = axes.replace("S", "") + "S"
+    if axes.endswith("S") and arr.shape[-1] == 1:
+        arr, axes = arr[..., 0], axes[:-1]
+    frame_dims = arr.ndim - (3 if axes.endswith("S") else 2)
+    if frame_dims <= 0 or int(np.prod(arr.shape[:frame_dims])) == 1:
+        return _from_array(arr.reshape(arr.shape[frame_dims:]), "TIFF", str(path))
+    if axes.endswith("S") and arr.shape[-1] != 3:
+        raise InputError(f"{path}: stacks with {arr.shape[-1]} samples per pixel are not supported (gray or RGB)")
+    bits, data = _to_float(arr.reshape(-1, *arr.shape[frame_dims:]), str(path))  # [N, H, W(, 3)]
+    named = ", ".join(f"{a}={n}" for a, n in zip(axes, arr.shape[:frame_dims]) if a not in "QI")
+    return ImageData(data, bits, format="TIFF", stack_shape=tuple(arr.shape[:frame_dims]),
+                     stack_axes=axes[:frame_dims],
+                     notes=[f"stack of {data.shape[0]} frames" + (f" ({named})" if named else "")])
+
+
+def _to_float(arr: np.ndarray, name: str) -> tuple[int, np.ndarray]:
+    """(bit depth, float32 copy in [0, 1] for integer types; float data as it is)."""
+    if arr.dtype == np.uint8:  # scale in place: no second full-size float temporary
+        data = arr.astype(np.float32)
+        data /= 255.0
+        return 8, data
+    if arr.dtype == np.uint16:
+        data = arr.astype(np.float32)
+        data /= 65535.0
+        return 16, data
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{name}: image contains NaN or infinite values")
+        return 32, np.ascontiguousarray(arr, dtype=np.float32)
+    raise InputError(f"{name}: unsupported pixel type {arr.dtype}")
 
 
 def _from_array(arr: np.ndarray, fmt: str, name: str) -> ImageData:
@@ -51,18 +88,7 @@ def _from_array(arr: np.ndarray, fmt: str, name: str) -> ImageData:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
         raise InputError(f"{name}: unsupported image shape {arr.shape}")
-    if arr.dtype == np.uint8:  # scale in place: no second full-size float temporary
-        bits, data = 8, arr.astype(np.float32)
-        data /= 255.0
-    elif arr.dtype == np.uint16:
-        bits, data = 16, arr.astype(np.float32)
-        data /= 65535.0
-    elif arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{name}: image contains NaN or infinite values")
-        bits, data = 32, arr.astype(np.float32)
-    else:
-        raise InputError(f"{name}: unsupported pixel type {arr.dtype}")
+    bits, data = _to_float(arr, name)
     alpha = None
     if data.ndim == 3 and data.shape[2] in (2, 4):
         alpha, data = data[:, :, -1].copy(), data[:, :, :-1]
@@ -209,10 +235,21 @@ def _encode(tmp: Path, suffix: str, image: ImageData) -> None:
     px = image.pixels
     if image.alpha is not None:
         px = np.concatenate([px if px.ndim == 3 else px[:, :, None], image.alpha[:, :, None]], axis=2)
+    if image.stack_shape and suffix not in (".tif", ".tiff"):
+        raise OutputError(f"a stack of {px.shape[0]} frames can only be written as TIFF (.tif)")
     if suffix in (".tif", ".tiff"):
         import tifffile
 
         out = px.astype(np.float32) if image.bit_depth == 32 else _quantize(px, image.bit_depth)
+        if image.stack_shape:
+            out = out.reshape(*image.stack_shape, *out.shape[1:])  # [Z, (T, ...) H, W(, 3)]
+            axes = image.stack_axes
+            if not image.is_color and axes and all(a in "TZC" for a in axes) and list(axes) == sorted(
+                    axes, key="TZC".index):  # an ImageJ hyperstack stays one (Fiji reads its axes)
+                tifffile.imwrite(str(tmp), out, imagej=True, metadata={"axes": axes + "YX"})
+            else:
+                tifffile.imwrite(str(tmp), out, photometric="rgb" if image.is_color else "minisblack")
+            return
         photometric = "rgb" if out.ndim == 3 and out.shape[2] >= 3 else "minisblack"
         extra: dict[str, Any] = {"extrasamples": ["unassalpha"]} if image.alpha is not None else {}
         tifffile.imwrite(str(tmp), out, photometric=photometric, iccprofile=image.icc, **extra)

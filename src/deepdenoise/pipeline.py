@@ -19,7 +19,7 @@ import numpy as np
 from deepdenoise.api import denoise
 from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import DeepDenoiseError, InputError, OutputError
-from deepdenoise.io import READ_SUFFIXES, read_image, write_image
+from deepdenoise.io import READ_SUFFIXES, ImageData, read_image, write_image
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -48,10 +48,17 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
         raise OutputError(f"{dst}: unsupported output format (use .png, .tif, .jpg, .webp or .bmp)")
     img = read_image(src)
     tile = opts.tile
-    if opts.gray and img.pixels.ndim == 3:
-        img.pixels = img.pixels @ LUMA  # [H, W]
+    if opts.gray and img.is_color:
+        img.pixels = img.pixels @ LUMA  # [(N,) H, W]
+    if img.stack_shape and dst.suffix.lower() not in (".tif", ".tiff"):  # found out before the work
+        raise OutputError(f"{dst}: a stack of {img.pixels.shape[0]} frames can only be written as TIFF (.tif)")
+    span = _float_span(img)
+    if span:  # float data beyond [0, 1] (counts, calibrated units): the networks expect [0, 1]
+        img.pixels -= span[0]
+        img.pixels /= span[1] - span[0]
+    frames = img.pixels if img.stack_shape else img.pixels[None]  # [N, H, W(, 3)], views
     bar = None
-    if show_progress and tile and img.pixels.shape[0] * img.pixels.shape[1] > 4 * tile * tile:
+    if show_progress and tile and frames.shape[0] * frames.shape[1] * frames.shape[2] > 4 * tile * tile:
         from tqdm import tqdm
 
         bar = tqdm(desc=src.name, unit="tile", file=sys.stderr, leave=False)
@@ -62,18 +69,42 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
             bar.update(done - bar.n)
 
     t0 = time.perf_counter()
+    infos = []
     try:
-        img.pixels, info = denoise(img.pixels, sigma=opts.sigma, model=opts.model, tile=tile, return_info=True,
-                                   progress=tick, backend=opts.backend, overwrite_input=True,  # in place
-                                   noise=opts.noise, peak=opts.peak)
+        for i in range(frames.shape[0]):
+            frames[i], info = denoise(frames[i], sigma=opts.sigma, model=opts.model, tile=tile, return_info=True,
+                                      progress=tick, backend=opts.backend, overwrite_input=True,  # in place
+                                      noise=opts.noise, peak=opts.peak)
+            infos.append(info)
     finally:
         if bar is not None:
             bar.close()
+    if span:
+        img.pixels *= span[1] - span[0]
+        img.pixels += span[0]
+        img.notes.append(f"float data in [{span[0]:.4g}, {span[1]:.4g}] denoised as [0, 1]")
+    info = infos[0]
+    if len(infos) > 1:  # a stack: one line for all frames
+        levels = [i["sigma"] for i in infos]
+        info["sigma"] = float(np.mean(levels))
+        info["notes"] = sorted({n for i in infos for n in i["notes"]})
+        if max(levels) - min(levels) > 0.5:
+            info["notes"].append(f"per-frame noise level {min(levels):.1f}-{max(levels):.1f}")
     info["seconds"] = time.perf_counter() - t0  # the denoising alone: no reading, writing or imports
-    info["megapixels"] = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
+    info["megapixels"] = frames.shape[0] * frames.shape[1] * frames.shape[2] / 1e6
     write_image(dst, img, overwrite=overwrite)
     info["notes"] = img.notes + info["notes"]
     return info
+
+
+def _float_span(img: ImageData) -> tuple[float, float] | None:
+    """The range to map onto [0, 1] for float data that is not already in it (else None)."""
+    if img.bit_depth != 32:
+        return None
+    lo, hi = float(img.pixels.min()), float(img.pixels.max())
+    if lo >= -0.5 and hi <= 1.5:  # [0, 1] data with noise overshoot: as it is
+        return None
+    return min(lo, 0.0), hi
 
 
 def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:

@@ -134,6 +134,7 @@ def estimate_noise_model(image: np.ndarray, bins: int = 16) -> NoiseModel:
     mean = np.concatenate(means)
     detail = np.concatenate(details)
     clip = np.concatenate(clipped)
+    bins = max(2, min(bins, mean.size // 60))  # small images: fewer, fuller bins
     edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
     for skip_clipped in ((True, False) if saturated else (False,)):
         xs, vs, ns = [], [], []
