@@ -160,3 +160,15 @@ def test_cli_evaluate_poisson_json(tmp_path: Path) -> None:
     assert [(r["peak"], r["sigma"]) for r in res] == [(5, 0), (5, 10), (30, 0), (30, 10)]
     assert all(r["noise"] == "poisson" and r["psnr_denoised"] > r["psnr_noisy"] for r in res)
     assert exit_code(["evaluate", "--dataset", str(tmp_path / "ds"), "--noise", "poisson"]) == 2  # no --peak
+
+
+def test_transforms_in_blocks_match_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepdenoise.poisson as P
+
+    y = add_poisson_noise(smooth_image(37, 31, seed=0), 10, 5, seed=0)
+    nm = NoiseModel.from_peak(10, 5)
+    whole_f, whole_i = gat(y, nm), inverse_gat(gat(y, nm), nm)
+    monkeypatch.setattr(P, "BAND", 7)  # blocks that do not divide the image
+    np.testing.assert_array_equal(gat(y, nm), whole_f)
+    np.testing.assert_array_equal(inverse_gat(whole_f, nm), whole_i)
+    assert whole_f.dtype == np.float32 and whole_f.shape == y.shape

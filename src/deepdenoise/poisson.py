@@ -80,10 +80,22 @@ def add_poisson_noise(image: np.ndarray, peak: float, sigma: float = 0.0, seed: 
     return y.float().numpy()
 
 
+BAND = 1 << 20  # elements per block of the pointwise transforms: bounded temporaries on huge images
+
+
+def _pointwise(fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray) -> np.ndarray:
+    """float32 ``fn(a)``, computed in float64 one block of ``BAND`` elements at a time."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    out = np.empty(flat.shape, dtype=np.float32)
+    for i in range(0, flat.size, BAND):
+        out[i:i + BAND] = fn(flat[i:i + BAND].astype(np.float64))
+    return out.reshape(a.shape)
+
+
 def gat(y: np.ndarray, model: NoiseModel) -> np.ndarray:
     """Generalized Anscombe transform: noise of variance ~1 wherever the expected count is >= ~2."""
     s2 = model.b / model.a ** 2  # read-noise variance in photon units
-    return (2.0 * np.sqrt(np.maximum(y / model.a + 0.375 + s2, 0.0))).astype(np.float32)
+    return _pointwise(lambda v: 2.0 * np.sqrt(np.maximum(v / model.a + 0.375 + s2, 0.0)), y)
 
 
 def inverse_gat(d: np.ndarray, model: NoiseModel) -> np.ndarray:
@@ -92,10 +104,12 @@ def inverse_gat(d: np.ndarray, model: NoiseModel) -> np.ndarray:
     Below f(0) of pure Poisson data (2 sqrt(3/8)) the expansion is meaningless, so ``d`` is clamped
     there; the formula is increasing above it and the result is clipped at 0 photons."""
     s2 = model.b / model.a ** 2
-    d = np.maximum(d.astype(np.float64), 2.0 * np.sqrt(0.375))
-    counts = (0.25 * d ** 2 + 0.25 * SQRT_3_2 / d - 1.375 / d ** 2 + 0.625 * SQRT_3_2 / d ** 3
-              - 0.125 - s2)
-    return (np.maximum(counts, 0.0) * model.a).astype(np.float32)
+
+    def inv(v: np.ndarray) -> np.ndarray:
+        v = np.maximum(v, 2.0 * np.sqrt(0.375))
+        counts = 0.25 * v ** 2 + 0.25 * SQRT_3_2 / v - 1.375 / v ** 2 + 0.625 * SQRT_3_2 / v ** 3 - 0.125 - s2
+        return np.maximum(counts, 0.0) * model.a
+    return _pointwise(inv, d)
 
 
 def estimate_noise_model(image: np.ndarray, bins: int = 16) -> NoiseModel:
