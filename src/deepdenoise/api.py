@@ -23,6 +23,7 @@ from deepdenoise.noise import estimate_sigma
 
 DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
 DEFAULT_COLOR = ("default_color",)
+NOISE_KINDS = ("gaussian", "poisson", "real")
 
 
 @lru_cache(maxsize=8)
@@ -80,6 +81,7 @@ def denoise(
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
     progress: Callable[[int, int], None] | None = None, backend: str = DEFAULT_BACKEND,
     overwrite_input: bool = False, noise: str = "gaussian", peak: float | None = None,
+    pd_stride: int = 2,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
@@ -93,11 +95,16 @@ def denoise(
     noise: 'gaussian' (additive, one level) or 'poisson' (signal-dependent, photon-limited images:
     stabilised by the generalized Anscombe transform, see :mod:`deepdenoise.poisson`). With
     'poisson', ``peak`` is the photon count at full scale (1.0, 255 or 65535) and ``sigma`` the
-    Gaussian read noise (0-255 scale); whichever is omitted is estimated from the image.
+    Gaussian read noise (0-255 scale); whichever is omitted is estimated from the image. 'real':
+    a camera photo's noise (spatially correlated by demosaicing and JPEG), removed by pixel-shuffle
+    down-sampling with stride ``pd_stride`` and refinement (:mod:`deepdenoise.realnoise`; 1 + stride^2
+    network passes).
     """
     _check_sigma(sigma)
-    if noise not in ("gaussian", "poisson"):
-        raise InputError(f"noise must be 'gaussian' or 'poisson' (got {noise!r})")
+    if noise not in NOISE_KINDS:
+        raise InputError(f"noise must be one of {', '.join(NOISE_KINDS)} (got {noise!r})")
+    if isinstance(pd_stride, bool) or not isinstance(pd_stride, (int, np.integer)) or not 1 <= pd_stride <= 4:
+        raise InputError(f"pd_stride must be an integer from 1 to 4 (got {pd_stride!r})")
     if peak is not None and noise != "poisson":
         raise InputError("peak applies to noise='poisson'")
     if peak is not None and not (np.isfinite(peak) and peak > 0):
@@ -106,11 +113,12 @@ def denoise(
         t = image.detach().float().cpu()
         shape = t.shape
         if t.ndim == 4:
-            outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak)
+            outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak, pd_stride=pd_stride)
                     for i in range(t.shape[0])]
             return torch.stack(outs).to(image.dtype)
         arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
-        res = denoise(arr, sigma, model, tile, return_info, backend=backend, noise=noise, peak=peak)
+        res = denoise(arr, sigma, model, tile, return_info, backend=backend, noise=noise, peak=peak,
+                      pd_stride=pd_stride)
         out_arr, info = res if return_info else (res, None)
         out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
         out = out.reshape(shape).to(image.dtype)
@@ -146,6 +154,16 @@ def denoise(
         forward = None if backend == "eager" else get_forward(net, backend, level)
         return apply_model(net, img, level, tile, progress, forward, inplace=inplace)
 
+    def real(img: np.ndarray, level: float) -> np.ndarray:
+        from deepdenoise.inference import run_model
+        from deepdenoise.realnoise import pd_denoise, pd_tiling
+
+        base = get_forward(net, backend, level) if backend != "eager" else (
+            lambda t: run_model(net, t.contiguous(), level))
+        pd_tile, margin = pd_tiling(net, tile, pd_stride)
+        return apply_model(net, img, level, pd_tile, progress, lambda t: pd_denoise(base, t, pd_stride),
+                           inplace=inplace, margin=margin)
+
     extra: dict[str, Any] = {"noise": noise}
     if noise == "poisson":
         from deepdenoise.poisson import NoiseModel, denoise_stabilised, estimate_noise_model
@@ -156,6 +174,10 @@ def denoise(
         inplace = True  # gaussian() is called on the transformed image, a new array
         den, used_sigma = denoise_stabilised(x, nm, gaussian)
         extra.update(peak=nm.peak, read_sigma=nm.sigma, sigma_estimated=peak is None)  # sigma: stabilised level
+    elif noise == "real":  # the level of the sub-images, where the noise is nearly white
+        used_sigma = sigma if sigma is not None else estimate_sigma(x[::pd_stride, ::pd_stride])
+        den = real(x, used_sigma)
+        extra.update(pd_stride=pd_stride)
     else:
         used_sigma = sigma if sigma is not None else estimate_sigma(x)
         den = gaussian(x, used_sigma)

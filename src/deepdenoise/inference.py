@@ -32,6 +32,7 @@ def denoise_tensor(
     model: nn.Module, x: torch.Tensor, sigma: float | None = None, tile: int | None = DEFAULT_TILE,
     progress: Callable[[int, int], None] | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None, out: torch.Tensor | None = None,
+    margin: int | None = None,
 ) -> torch.Tensor:
     """Denoise x: [1, C, H, W] in [0, 1]; tiled when larger than ``tile`` (None: never tile).
 
@@ -39,6 +40,7 @@ def denoise_tensor(
     tiles at a time is made contiguous, which is what bounds the memory on large images. ``out``
     may be ``x`` itself: the image is then denoised in place, band by band, keeping a copy of
     only the noisy rows the next band still needs as context (no second full-size buffer).
+    ``margin`` overrides the context for a ``forward`` that sees further than the model (PD).
     """
     fwd = forward or (lambda t: run_model(model, t.contiguous(), sigma))
     _, c, h, w = x.shape
@@ -47,7 +49,7 @@ def denoise_tensor(
     if tile is None or (h <= tile and w <= tile):
         out.copy_(fwd(x))
         return out
-    m = margin_for(model)
+    m = margin_for(model) if margin is None else int(margin)
     ys, xs = list(range(0, h, tile)), list(range(0, w, tile))
     total, done = len(ys) * len(xs), 0
     above = x[:, :, :0]  # noisy rows [max(0, y0 - m), y0), kept because out may overwrite them
@@ -77,7 +79,7 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
                 tile: int | None = DEFAULT_TILE,
                 progress: Callable[[int, int], None] | None = None,
                 forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                inplace: bool = False) -> np.ndarray:
+                inplace: bool = False, margin: int | None = None) -> np.ndarray:
     """Denoise a float [H, W] or [H, W, 3] array with ``model``.
 
     A gray model on a colour image runs per channel (each channel as a gray image). With
@@ -86,15 +88,15 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
     channels = int(getattr(getattr(model, "config", None), "channels", 1))
     color = image.ndim == 3
     if color and channels == 1:
-        planes = [apply_model(model, image[:, :, k], sigma, tile, progress, forward)
+        planes = [apply_model(model, image[:, :, k], sigma, tile, progress, forward, margin=margin)
                   for k in range(image.shape[2])]
         return np.stack(planes, axis=-1)
     if not color and channels == 3:
         rgb = np.repeat(image[:, :, None], 3, axis=2)
-        return apply_model(model, rgb, sigma, tile, progress, forward).mean(axis=2)
+        return apply_model(model, rgb, sigma, tile, progress, forward, margin=margin).mean(axis=2)
     src = np.asarray(image, dtype=np.float32)
     if not src.flags.writeable or not (src.flags.c_contiguous or src.flags.f_contiguous):
         src = np.ascontiguousarray(src)
     result = src if inplace and src.flags.writeable else np.empty(src.shape, dtype=np.float32)
-    denoise_tensor(model, tensor_view(src), sigma, tile, progress, forward, out=tensor_view(result))
+    denoise_tensor(model, tensor_view(src), sigma, tile, progress, forward, out=tensor_view(result), margin=margin)
     return result

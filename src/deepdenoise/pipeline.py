@@ -33,8 +33,9 @@ class DenoiseOptions:
     tile: int | None = 512
     gray: bool = False  # colour images processed as luminance
     backend: str = DEFAULT_BACKEND
-    noise: str = "gaussian"  # or 'poisson' (photon-limited images)
+    noise: str = "gaussian"  # or 'poisson' (photon-limited images), 'real' (camera photos: PD)
     peak: float | None = None  # photons at full scale (noise='poisson'); None: estimate
+    pd_stride: int = 2  # noise='real': pixel-shuffle stride
 
 
 def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
@@ -74,7 +75,7 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
         for i in range(frames.shape[0]):
             frames[i], info = denoise(frames[i], sigma=opts.sigma, model=opts.model, tile=tile, return_info=True,
                                       progress=tick, backend=opts.backend, overwrite_input=True,  # in place
-                                      noise=opts.noise, peak=opts.peak)
+                                      noise=opts.noise, peak=opts.peak, pd_stride=opts.pd_stride)
             infos.append(info)
     finally:
         if bar is not None:
@@ -112,6 +113,8 @@ def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
     if info.get("noise") == "poisson":
         how = (f"stabilised; Poisson peak {info['peak']:.3g} photons, read noise {info['read_sigma']:.2g}, "
                + ("estimated" if info["sigma_estimated"] else "given"))
+    elif info.get("noise") == "real":
+        how = f"{how}; real noise, pixel-shuffle stride {info['pd_stride']}"
     notes = f" ({'; '.join(info['notes'])})" if info.get("notes") else ""
     backend = f" backend={info['backend']}" if info.get("backend") else ""
     speed = (f" {info['megapixels']:.2f} MP in {info['seconds']:.2f} s" if info.get("seconds") else "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deepdenoise.api import NOISE_KINDS
 from deepdenoise.backends import BACKENDS, DEFAULT_BACKEND
 from deepdenoise.cli.commands import (
     cmd_benchmark,
@@ -35,6 +36,26 @@ def _sigma(value: str) -> float:
     if not 0 <= s <= 255:
         raise argparse.ArgumentTypeError(f"sigma must be between 0 and 255, got {value}")
     return s
+
+
+def _stride(value: str) -> int:
+    if value not in ("1", "2", "3", "4"):
+        raise argparse.ArgumentTypeError(f"stride must be 1, 2, 3 or 4, got '{value}'")
+    return int(value)
+
+
+def _camera(value: str) -> object:
+    from deepdenoise.realnoise import CameraNoise
+
+    parts = value.split(",")
+    try:
+        shot, read = float(parts[0]), float(parts[1])
+        jpeg = int(parts[2]) if len(parts) == 3 else None
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected SHOT,READ[,JPEG] (e.g. 0.04,0.01,90), got '{value}'") from None
+    if len(parts) > 3 or not (0 <= shot <= 1 and 0 <= read <= 1) or not (jpeg is None or 1 <= jpeg <= 100):
+        raise argparse.ArgumentTypeError(f"shot and read must be in [0, 1], JPEG quality in 1-100: '{value}'")
+    return CameraNoise(shot, read, jpeg)
 
 
 def _peak(value: str) -> float:
@@ -99,9 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int)
     s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma (or noise model)")
-    s.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian",
-                   help="poisson: Poisson noise at --peak photons, --sigma is the read noise (default 0)")
+    s.add_argument("--noise", choices=["gaussian", "poisson", "real"], default="gaussian",
+                   help="poisson: Poisson noise at --peak photons, --sigma is the read noise (default 0); "
+                   "real: simulated camera noise (--camera), denoised blind through pixel-shuffle down-sampling")
     s.add_argument("--peak", type=_peak, nargs="+", help="photons at 1.0 (--noise poisson)")
+    s.add_argument("--camera", type=_camera, nargs="+", metavar="SHOT,READ[,JPEG]",
+                   help="--noise real: sensor noise in linear light (variance shot*L + read^2), optional JPEG quality")
+    s.add_argument("--pd-stride", type=_stride, nargs="+", default=[1, 2],
+                   help="--noise real: strides to compare (1: the model directly; default 1 2)")
     s.add_argument("--no-vst", dest="no_vst", action="store_true",
                    help="--noise poisson baseline: no variance stabilisation, the noisy image as it is")
     s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
@@ -116,9 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--sigma", type=_sigma, help="noise level (0-255; with --noise poisson the read noise); "
                    "estimated when omitted")
-    s.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian",
-                   help="poisson: photon-limited images (microscopy, astronomy, low light), stabilised first")
+    s.add_argument("--noise", choices=list(NOISE_KINDS), default="gaussian",
+                   help="poisson: photon-limited images (microscopy, astronomy, low light), stabilised first; "
+                   "real: camera photos (noise made blotchy by demosaicing/JPEG), pixel-shuffle down-sampling, "
+                   "5x the time")
     s.add_argument("--peak", type=_peak, help="with --noise poisson: photons at full scale; estimated when omitted")
+    s.add_argument("--pd-stride", type=_stride, default=2,
+                   help="with --noise real: sub-image stride (2; 3 for heavily compressed JPEGs)")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512, help="tile size in pixels (bounded memory)")

@@ -71,7 +71,14 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from deepdenoise.api import resolve_model_name
-    from deepdenoise.evaluate import evaluate_dataset, evaluate_patches, evaluate_poisson, format_table, write_json
+    from deepdenoise.evaluate import (
+        evaluate_camera,
+        evaluate_dataset,
+        evaluate_patches,
+        evaluate_poisson,
+        format_table,
+        write_json,
+    )
     from deepdenoise.hub import load_model
 
     sigmas = a.sigma or ([0.0] if a.noise == "poisson" else [15.0, 25.0, 50.0])
@@ -89,6 +96,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--noise poisson needs --peak and --dataset (no --record, no --patches)")
     if a.noise != "poisson" and (a.peak or a.no_vst):
         raise DeepDenoiseError("--peak and --no-vst apply to --noise poisson")
+    if (a.noise == "real") != bool(a.camera) or (a.noise == "real" and (a.record or a.patches or a.sigma)):
+        raise DeepDenoiseError("--noise real needs --camera and --dataset (no --sigma, --record or --patches), "
+                               "and --camera needs --noise real")
     name = a.model or resolve_model_name(None, color=False)
     model, meta = load_model(name)
     if a.backend != "eager":
@@ -101,7 +111,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             raise DeepDenoiseError("--record stores eager fp32 figures; drop --backend")
     results = []
     for ds in a.dataset or []:
-        if a.noise == "poisson":
+        if a.noise == "real":
+            results += evaluate_camera(model, ds, a.camera, a.pd_stride, seed=a.seed, limit=a.limit,
+                                       backend=a.backend)
+        elif a.noise == "poisson":
             results += evaluate_poisson(model, ds, a.peak, sigmas, seed=a.seed, limit=a.limit, estimate=a.blind,
                                         backend=a.backend, vst=not a.no_vst)
         else:
@@ -120,8 +133,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         for r in results:
             r["model"] = name
-        protocol = ("Poisson at peak photons + Gaussian read noise" if a.noise == "poisson" else "float AWGN") \
-            + " (seed + image index), unclipped; PSNR of the output clipped to [0, 1]"
+        protocol = {"poisson": "Poisson at peak photons + Gaussian read noise (seed + image index), unclipped",
+                    "real": "camera pipeline, deepdenoise.realnoise.simulate_camera (seed + image index), scored "
+                    "against the pipeline without noise"}.get(a.noise, "float AWGN (seed + image index), unclipped") \
+            + "; PSNR of the output clipped to [0, 1]"
         write_json(a.json, results, {"model": name, "architecture": meta.get("architecture"),
                                      "backend": a.backend, "seed": a.seed, "protocol": protocol})
     return 0
@@ -132,7 +147,9 @@ def cmd_denoise(a: argparse.Namespace) -> int:
 
     if a.peak is not None and a.noise != "poisson":
         raise DeepDenoiseError("--peak applies to --noise poisson")
-    opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak)
+    if a.pd_stride != 2 and a.noise != "real":
+        raise DeepDenoiseError("--pd-stride applies to --noise real")
+    opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride)
     return denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs)
 
 

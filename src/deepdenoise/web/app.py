@@ -98,8 +98,9 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         image: UploadFile = File(..., description="image file (PNG, JPEG, TIFF, WebP, BMP, GIF)"),
         sigma: float | None = Form(None, ge=0, le=255, description="noise level 0-255; blind if omitted"),
         model: str | None = Form(None, max_length=200, description="shipped model name"),
-        noise: Literal["gaussian", "poisson"] = Form(
-            "gaussian", description="poisson: photon-limited image (sigma is then the read noise)"),
+        noise: Literal["gaussian", "poisson", "real"] = Form(
+            "gaussian", description="poisson: photon-limited image (sigma is then the read noise); real: a camera "
+            "photo's blotchy noise (pixel-shuffle down-sampling, 5x the time)"),
         peak: float | None = Form(None, gt=0, le=1e9, description="poisson: photons at full scale; "
                                   "estimated if omitted"),
     ) -> Response:
@@ -127,6 +128,8 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         if noise == "poisson":
             headers.update({"X-Noise": "poisson", "X-Peak": f"{info['peak']:.4g}",
                             "X-Read-Sigma": f"{info['read_sigma']:.2f}"})
+        elif noise == "real":
+            headers.update({"X-Noise": "real", "X-PD-Stride": str(info["pd_stride"])})
         return Response(body, media_type=media, headers=headers)
 
     return app

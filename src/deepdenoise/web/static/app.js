@@ -31,7 +31,7 @@ async function run() {
   form.append("image", file, file.name);
   const mode = document.querySelector('input[name="mode"]:checked').value;
   if (mode === "sigma") form.append("sigma", $("sigma").value);
-  if (mode === "poisson") form.append("noise", "poisson");
+  if (mode === "poisson" || mode === "real") form.append("noise", mode);
   if ($("model").value) form.append("model", $("model").value);
   $("go").disabled = true;
   setStatus("denoising...");
@@ -50,9 +50,10 @@ async function run() {
     $("download").href = resultUrl;
     $("download").download = file.name.replace(/\.[^.]*$/, "") + "_denoised." + ext;
     const est = resp.headers.get("X-Sigma-Estimated") === "true" ? "estimated" : "given";
-    const noise = resp.headers.get("X-Noise") === "poisson"
+    const kind = resp.headers.get("X-Noise");
+    const noise = kind === "poisson"
       ? `Poisson peak ${resp.headers.get("X-Peak")} photons, read noise ${resp.headers.get("X-Read-Sigma")} (${est})`
-      : `sigma ${resp.headers.get("X-Sigma")} (${est})`;
+      : `sigma ${resp.headers.get("X-Sigma")} (${est})` + (kind === "real" ? `, real noise (pixel-shuffle stride ${resp.headers.get("X-PD-Stride")})` : "");
     $("info").textContent = `model ${resp.headers.get("X-Model")}, ${noise}, ${resp.headers.get("X-Elapsed-Ms")} ms`;
     $("result").hidden = false;
     setStatus("done");

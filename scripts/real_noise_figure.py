@@ -1,0 +1,15 @@
+"""docs/img/real_noise.png: real noisy photos (RNI15) denoised as white Gaussian noise and with
+``--noise real``. Usage: python scripts/real_noise_figure.py [RNI15 folder] [out.png]"""
+
+import sys
+from pathlib import Path
+
+from deepdenoise.plots import real_noise_figure
+
+NAMES = ["Dog.png", "Window.png", "Pattern1.png", "Bears.png"]
+
+if __name__ == "__main__":
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/RNI15")
+    out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/img/real_noise.png")
+    for row in real_noise_figure([src / n for n in NAMES], out):
+        print(row)

@@ -1,0 +1,169 @@
+"""Real camera noise: a simulator to measure against, and pixel-shuffle down-sampling (PD) to remove it.
+
+Noise in a real photo is not white: the sensor's noise (shot + read, in linear light, one colour
+per pixel behind a Bayer filter) is interpolated by demosaicing, which spreads each noisy sample
+over its neighbours, then bent by the tone curve and often JPEG-compressed. A network trained on
+white Gaussian noise sees those soft, blotchy grains as texture and leaves them in.
+
+PD (Zhou et al., "When AWGN-based denoiser meets real noises", AAAI 2020) splits the image into
+its s x s polyphase sub-images: neighbours two pixels apart are far less correlated than adjacent
+ones, so each sub-image carries nearly white noise that a Gaussian denoiser removes. Denoising
+the sub-images alone loses fine texture (each one is aliased), so the refinement puts each
+phase's noisy pixels back into the PD result in turn, denoises those s^2 images at full
+resolution and averages them: the flat areas keep PD's cleanliness and edges come from the
+full-resolution passes. At s = 2 that is five network passes instead of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepdenoise.noise import make_generator
+
+Forward = Callable[[torch.Tensor], torch.Tensor]  # [1, C, H, W] -> [1, C, H, W]
+
+
+@dataclass(frozen=True)
+class CameraNoise:
+    """Heteroscedastic sensor noise in linear light: variance = shot * L + read^2 (L in [0, 1]),
+    as in CBDNet (Guo et al. 2019), then bilinear demosaicing, the sRGB curve and optional JPEG."""
+
+    shot: float = 0.04
+    read: float = 0.01
+    jpeg: int | None = None  # JPEG quality of the noisy photo, or None (kept in float)
+
+    def label(self) -> str:
+        j = f", JPEG {self.jpeg}" if self.jpeg else ""
+        return f"shot {self.shot:g}, read {self.read:g}{j}"
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
+    lin = lin.clamp(0, 1)  # a sensor clips: no negative light, no value past saturation
+    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+
+
+def bayer_masks(h: int, w: int) -> torch.Tensor:
+    """RGGB colour filter array: [3, H, W] of 0/1, one colour per pixel."""
+    m = torch.zeros(3, h, w)
+    m[0, 0::2, 0::2] = 1
+    m[1, 0::2, 1::2] = 1
+    m[1, 1::2, 0::2] = 1
+    m[2, 1::2, 1::2] = 1
+    return m
+
+
+_K_RB = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
+_K_G = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+
+
+def demosaic_bilinear(raw: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W] Bayer samples -> [B, 3, H, W]. Normalised convolution: each missing value is
+    the mean of its nearest same-colour samples, measured ones are kept, borders need no padding rule."""
+    b, _, h, w = raw.shape
+    m = bayer_masks(h, w).to(raw)[None]  # [1, 3, H, W]
+    k = torch.stack([_K_RB, _K_G, _K_RB])[:, None].to(raw)  # [3, 1, 3, 3]
+    num = F.conv2d(raw * m, k, padding=1, groups=3)  # [B, 3, H, W]
+    den = F.conv2d(m.expand(b, -1, -1, -1), k, padding=1, groups=3)  # [B, 3, H, W]
+    return num / den
+
+
+def simulate_camera(
+    x: torch.Tensor, model: CameraNoise, seed: int | torch.Generator | None = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy, reference) for a clean sRGB batch x: [B, 3, H, W] in [0, 1].
+
+    The reference is the same pipeline without noise (mosaic, demosaic, tone curve), so the PSNR
+    between them measures the denoising alone, not the demosaicing loss no denoiser is asked to undo.
+    """
+    g = make_generator(seed, x.device)
+    lin = srgb_to_linear(x.float())  # [B, 3, H, W]
+    m = bayer_masks(x.shape[2], x.shape[3]).to(lin)[None]  # [1, 3, H, W]
+    raw = (lin * m).sum(1, keepdim=True)  # [B, 1, H, W]
+    std = (model.shot * raw + model.read**2).sqrt()  # [B, 1, H, W]
+    noisy_raw = raw + std * torch.randn(raw.shape, generator=g, device=raw.device)  # [B, 1, H, W]
+    noisy = linear_to_srgb(demosaic_bilinear(noisy_raw))  # [B, 3, H, W]
+    reference = linear_to_srgb(demosaic_bilinear(raw))  # [B, 3, H, W]
+    if model.jpeg:
+        noisy = _jpeg(noisy, model.jpeg)
+    return noisy, reference
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Round-trip each image of [B, 3, H, W] through 8-bit JPEG at ``quality`` (4:2:0, as cameras do)."""
+    import io
+
+    from PIL import Image
+
+    out = []
+    for img in x:
+        a = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # [H, W, 3]
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="JPEG", quality=quality)
+        dec = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0  # [H, W, 3]
+        out.append(torch.from_numpy(dec).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _phases(x: torch.Tensor, s: int) -> torch.Tensor:
+    """[1, C, H, W] (H, W multiples of s) -> [s*s, C, H/s, W/s], phase (i, j) at index i*s + j."""
+    _, c, h, w = x.shape
+    return x.reshape(c, h // s, s, w // s, s).permute(2, 4, 0, 1, 3).reshape(s * s, c, h // s, w // s)
+
+
+def _unphases(p: torch.Tensor, s: int) -> torch.Tensor:
+    """Inverse of :func:`_phases`: [s*s, C, h, w] -> [1, C, h*s, w*s]."""
+    _, c, h, w = p.shape
+    return p.reshape(s, s, c, h, w).permute(2, 3, 0, 4, 1).reshape(1, c, h * s, w * s)
+
+
+def pd_denoise(forward: Forward, x: torch.Tensor, stride: int = 2, refine: bool = True) -> torch.Tensor:
+    """Denoise [1, C, H, W] with spatially correlated noise using a white-noise denoiser ``forward``.
+
+    Any size: the image is reflect-padded to a multiple of ``stride`` and cropped back.
+    """
+    s = int(stride)
+    _, _, h, w = x.shape
+    if s <= 1:
+        return forward(x)
+    ph, pw = (-h) % s, (-w) % s
+    xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # [1, C, H', W']
+    sub = _phases(xp, s)  # [s*s, C, H'/s, W'/s]
+    flat = _unphases(torch.cat([forward(sub[i:i + 1]) for i in range(s * s)]), s)  # [1, C, H', W']
+    if not refine:
+        return flat[:, :, :h, :w]
+    acc = torch.zeros_like(flat)
+    for i in range(s):
+        for j in range(s):
+            z = flat.clone()
+            z[:, :, i::s, j::s] = xp[:, :, i::s, j::s]  # this phase's noisy pixels back in
+            acc += forward(z)
+    return (acc / (s * s))[:, :, :h, :w]
+
+
+PD_MIN_TILE = 1024  # PD's context margin is 3x the network's: bigger tiles keep its overhead small
+
+
+def pd_tiling(model: nn.Module, tile: int | None, stride: int) -> tuple[int | None, int]:
+    """(tile, margin) for tiled PD that equals whole-image PD: a sub-image pass sees the network's
+    receptive radius of its own pixels (``stride`` times as many of the image's), the refinement
+    another radius. Both are rounded to a multiple of stride x the network's size multiple, so every
+    tile's phases and down-sampling grid line up with the whole image's."""
+    from deepdenoise.inference import margin_for
+
+    unit = stride * int(getattr(model, "multiple", 1))
+    r = margin_for(model)
+    margin = -(-(r * stride + r) // unit) * unit
+    if tile is None:
+        return None, margin
+    return -(-max(tile, PD_MIN_TILE) // unit) * unit, margin

@@ -1,0 +1,164 @@
+"""Real camera noise: the simulator (Bayer mosaic, demosaicing, tone curve, JPEG), pixel-shuffle
+down-sampling (PD) and its refinement, PD tiling, and the 'real' noise kind through the API, CLI
+and evaluation."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import smooth_image
+from deepdenoise import denoise
+from deepdenoise.cli import main
+from deepdenoise.errors import InputError
+from deepdenoise.inference import apply_model, run_model
+from deepdenoise.metrics import psnr
+from deepdenoise.models import create_model
+from deepdenoise.realnoise import (
+    CameraNoise,
+    _phases,
+    _unphases,
+    demosaic_bilinear,
+    linear_to_srgb,
+    pd_denoise,
+    pd_tiling,
+    simulate_camera,
+    srgb_to_linear,
+)
+
+
+def as_batch(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # [1, 3, H, W]
+
+
+def test_phases_round_trip_and_layout() -> None:
+    x = torch.arange(2 * 6 * 4, dtype=torch.float32).reshape(1, 2, 6, 4)
+    p = _phases(x, 2)
+    assert p.shape == (4, 2, 3, 2)
+    assert torch.equal(p[1], x[0, :, 0::2, 1::2]) and torch.equal(p[2], x[0, :, 1::2, 0::2])
+    assert torch.equal(_unphases(p, 2), x)
+
+
+def test_tone_curve_and_demosaic() -> None:
+    v = torch.linspace(0, 1, 101)
+    torch.testing.assert_close(linear_to_srgb(srgb_to_linear(v)), v, atol=1e-5, rtol=0)
+    rgb = as_batch(smooth_image(37, 31, channels=3, seed=1))  # odd sizes: borders on every phase
+    m = torch.zeros(3, 37, 31)
+    m[0, 0::2, 0::2] = m[1, 0::2, 1::2] = m[1, 1::2, 0::2] = m[2, 1::2, 1::2] = 1
+    raw = (rgb * m).sum(1, keepdim=True)  # [1, 1, 37, 31]
+    dem = demosaic_bilinear(raw)
+    torch.testing.assert_close(dem * m, rgb * m)  # measured samples are kept as they are
+    assert (dem - rgb).abs().mean() < 0.02  # missing ones interpolated on a smooth image
+    flat = demosaic_bilinear(torch.full((2, 1, 9, 8), 0.3))
+    torch.testing.assert_close(flat, torch.full((2, 3, 9, 8), 0.3))
+
+
+def test_simulated_camera_noise_is_seeded_signal_dependent_and_correlated() -> None:
+    x = torch.cat([torch.full((1, 3, 64, 64), 0.2), torch.full((1, 3, 64, 64), 0.8)])  # dark and bright
+    cam = CameraNoise(0.04, 0.01)
+    y, ref = simulate_camera(x, cam, seed=3)
+    y2, _ = simulate_camera(x, cam, seed=3)
+    assert torch.equal(y, y2) and not torch.equal(y, simulate_camera(x, cam, seed=4)[0])
+    torch.testing.assert_close(ref, x, atol=1e-5, rtol=0)  # flat: the noise-free pipeline is exact
+    # linear-light noise: variance a*L + b^2 in linear light, so brighter areas are noisier there
+    lin_d, lin_b = srgb_to_linear(y[0]), srgb_to_linear(y[1])
+    assert lin_b.std() > 1.5 * lin_d.std()
+    # demosaicing spreads each sample: adjacent pixels correlate, pixels two apart much less
+    n = (y[1, 1] - y[1, 1].mean()).double()  # green channel, [64, 64]
+    c1 = float((n[:, :-1] * n[:, 1:]).mean() / n.var())
+    c2 = float((n[:, :-2] * n[:, 2:]).mean() / n.var())
+    assert c1 > 0.3 and abs(c2) < c1 / 2
+    yj, _ = simulate_camera(x, CameraNoise(0.04, 0.01, jpeg=80), seed=3)
+    assert torch.equal(yj, (yj * 255).round() / 255)  # 8-bit after JPEG
+
+
+def test_pd_identity_and_shapes() -> None:
+    x = torch.rand(1, 3, 37, 31)
+    calls = []
+
+    def ident(t: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(t.shape))
+        return t
+
+    for s in (1, 2, 3):
+        calls.clear()
+        torch.testing.assert_close(pd_denoise(ident, x, s), x)  # an identity denoiser changes nothing
+        assert len(calls) == (1 if s == 1 else 2 * s * s)  # s^2 sub-images, then s^2 refills
+    assert pd_denoise(ident, x, 2, refine=False).shape == x.shape
+    # the refinement puts each phase's noisy pixels back into the PD result before its pass: with
+    # f(t) = t / 2, PD gives x / 2 and each pixel is x in one of the 4 refills and x / 2 in three
+    half = lambda t: t / 2  # noqa: E731
+    torch.testing.assert_close(pd_denoise(half, x, 2, refine=False), x / 2)
+    torch.testing.assert_close(pd_denoise(half, x, 2), (x + 3 * x / 2) / 2 / 4)
+
+
+def test_pd_removes_correlated_noise_a_white_noise_denoiser_leaves() -> None:
+    """A Gaussian-noise model on simulated camera noise: PD gains over applying it directly."""
+    clean = smooth_image(96, 96, channels=3, seed=2)
+    y, ref = simulate_camera(as_batch(clean), CameraNoise(0.04, 0.01), seed=0)
+    noisy = y[0].permute(1, 2, 0).numpy()
+    target = ref[0].permute(1, 2, 0).numpy()
+    direct = denoise(noisy, model="fast_color")
+    pd, info = denoise(noisy, model="fast_color", noise="real", return_info=True)
+    assert info["noise"] == "real" and info["pd_stride"] == 2 and info["sigma_estimated"]
+    assert psnr(pd, target) > psnr(direct, target) + 0.5
+    assert psnr(denoise(noisy, model="fast_color", noise="real", pd_stride=1), target) == pytest.approx(
+        psnr(direct, target), abs=1e-6)  # stride 1 is the model applied directly
+
+
+def test_tiled_pd_equals_whole_image() -> None:
+    net = create_model("unet_tiny").eval()  # random weights: any mismatch shows
+    img = np.random.default_rng(0).random((75, 61), dtype=np.float32)
+    _, margin = pd_tiling(net, 512, 2)
+    fwd = lambda t: pd_denoise(lambda u: run_model(net, u.contiguous()), t, 2)  # noqa: E731
+    whole = apply_model(net, img, None, None, None, fwd)
+    unit = 2 * net.multiple
+    tiled = apply_model(net, img, None, 2 * unit, None, fwd, margin=margin)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    tile, m = pd_tiling(net, 300, 3)
+    assert tile is not None and tile >= 1024 and tile % (3 * net.multiple) == 0 and m % (3 * net.multiple) == 0
+
+
+def test_api_real_keeps_type_and_rejects_bad_stride() -> None:
+    img = np.round(smooth_image(37, 31, channels=3) * 255).astype(np.uint8)
+    assert denoise(img, noise="real").dtype == np.uint8
+    gray = smooth_image(37, 31)
+    assert denoise(gray, noise="real", pd_stride=3).shape == gray.shape
+    t = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255
+    assert denoise(t, noise="real").shape == t.shape
+    for bad in (0, 5, 2.0, True):
+        with pytest.raises(InputError):
+            denoise(gray, noise="real", pd_stride=bad)
+
+
+def exit_code(args: list[str]) -> int:
+    try:
+        return main(args)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+def test_cli_denoise_and_evaluate_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ds").mkdir()
+    for i in range(2):
+        Image.fromarray(np.round(smooth_image(37, 31, channels=3, seed=i) * 255).astype(np.uint8)).save(
+            tmp_path / "ds" / f"{i}.png")
+    src = tmp_path / "ds" / "0.png"
+    assert main(["denoise", str(src), "-o", str(tmp_path / "c.png"), "--noise", "real", "--model", "fast"]) == 0
+    assert "pixel-shuffle stride 2" in capsys.readouterr().err and (tmp_path / "c.png").exists()
+    for bad in (["--pd-stride", "3"], ["--noise", "real", "--pd-stride", "9"]):
+        assert exit_code(["denoise", str(src), "-o", str(tmp_path / "d.png"), *bad]) == 2
+    assert not (tmp_path / "d.png").exists()
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--model", "fast_color", "--dataset", str(tmp_path / "ds"), "--noise", "real",
+                 "--camera", "0.04,0.01", "0.02,0.005,90", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["results"]
+    assert [(r["shot"], r["jpeg"], r["pd_stride"]) for r in res] == [
+        (0.04, None, 1), (0.04, None, 2), (0.02, 90, 1), (0.02, 90, 2)]
+    assert all(r["noise"] == "camera" and r["psnr_denoised"] > r["psnr_noisy"] for r in res)
+    for bad in (["--noise", "real"], ["--camera", "0.04,0.01"], ["--noise", "real", "--camera", "0.04"],
+                ["--noise", "real", "--camera", "2,0.01"]):
+        assert exit_code(["evaluate", "--dataset", str(tmp_path / "ds"), *bad]) == 2
