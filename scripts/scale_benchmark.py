@@ -3,6 +3,7 @@
 Makes synthetic noisy RGB photos of 1, 4, 16 and 48 megapixels, runs the CLI on each under
 ``/usr/bin/time -v`` and prints seconds, seconds per megapixel and peak RSS.
 Usage: python scripts/scale_benchmark.py [--sizes 1 4 16 48] [--backend bf16] [--model default_color]
+       [--tile 512] [--noise real]
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 48], choices=sorted(SHAPES))
     ap.add_argument("--backend", default="eager")
     ap.add_argument("--model", default="default_color")
+    ap.add_argument("--tile", type=int, help="the CLI's --tile (default: the CLI's default)")
+    ap.add_argument("--noise", default="gaussian")
     a = ap.parse_args()
     print(f"{'MP':>4} {'size':>11} {'seconds':>8} {'s/MP':>6} {'peak RSS MiB':>13}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +49,8 @@ def main() -> int:
             make_photo(src, h, w)
             t0 = time.perf_counter()
             r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "deepdenoise", "denoise", str(src),
-                                "-o", str(dst), "--model", a.model, "--backend", a.backend, "--sigma", "20"],
+                                "-o", str(dst), "--model", a.model, "--backend", a.backend, "--sigma", "20",
+                                "--noise", a.noise, *(["--tile", str(a.tile)] if a.tile else [])],
                                capture_output=True, text=True)
             secs = time.perf_counter() - t0
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)

@@ -109,3 +109,14 @@ def test_png16_rgba_and_tiff_float_roundtrip(tmp_path: Path) -> None:
     assert back.bit_depth == 32 and np.array_equal(back.pixels, f.pixels)
     with pytest.raises(OutputError):
         write_image(tmp_path / "f.tif", f)
+
+
+def test_working_tile_is_at_least_four_margins() -> None:
+    from deepdenoise.api import get_model
+    from deepdenoise.inference import margin_for, working_tile
+
+    fast, _ = get_model("fast")
+    default, _ = get_model("default")
+    assert margin_for(fast) == 224 and working_tile(fast, 512) == 896 and working_tile(fast, 2000) == 2000
+    assert working_tile(default, 512) == 512 and working_tile(default, 100) == 192
+    assert working_tile(fast, None) is None

@@ -14,17 +14,14 @@ from conftest import smooth_image
 from deepdenoise import denoise
 from deepdenoise.cli import main
 from deepdenoise.errors import InputError
-from deepdenoise.inference import apply_model, run_model
+from deepdenoise.inference import apply_model
 from deepdenoise.metrics import psnr
 from deepdenoise.models import create_model
 from deepdenoise.realnoise import (
     CameraNoise,
-    _phases,
-    _unphases,
     demosaic_bilinear,
     linear_to_srgb,
     pd_denoise,
-    pd_tiling,
     simulate_camera,
     srgb_to_linear,
 )
@@ -32,14 +29,6 @@ from deepdenoise.realnoise import (
 
 def as_batch(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # [1, 3, H, W]
-
-
-def test_phases_round_trip_and_layout() -> None:
-    x = torch.arange(2 * 6 * 4, dtype=torch.float32).reshape(1, 2, 6, 4)
-    p = _phases(x, 2)
-    assert p.shape == (4, 2, 3, 2)
-    assert torch.equal(p[1], x[0, :, 0::2, 1::2]) and torch.equal(p[2], x[0, :, 1::2, 0::2])
-    assert torch.equal(_unphases(p, 2), x)
 
 
 def test_tone_curve_and_demosaic() -> None:
@@ -75,24 +64,30 @@ def test_simulated_camera_noise_is_seeded_signal_dependent_and_correlated() -> N
     assert torch.equal(yj, (yj * 255).round() / 255)  # 8-bit after JPEG
 
 
-def test_pd_identity_and_shapes() -> None:
-    x = torch.rand(1, 3, 37, 31)
-    calls = []
+def test_pd_passes_and_refinement() -> None:
+    x = np.random.default_rng(0).random((37, 31, 3), dtype=np.float32)
+    keep = x.copy()
+    calls: list[tuple[int, ...]] = []
 
-    def ident(t: torch.Tensor) -> torch.Tensor:
-        calls.append(tuple(t.shape))
-        return t
+    def ident(img: np.ndarray, progress: object = None) -> np.ndarray:
+        calls.append(img.shape)
+        return img
 
     for s in (1, 2, 3):
         calls.clear()
-        torch.testing.assert_close(pd_denoise(ident, x, s), x)  # an identity denoiser changes nothing
+        np.testing.assert_allclose(pd_denoise(ident, x, s), x, atol=1e-6)  # an identity denoiser changes nothing
         assert len(calls) == (1 if s == 1 else 2 * s * s)  # s^2 sub-images, then s^2 refills
-    assert pd_denoise(ident, x, 2, refine=False).shape == x.shape
+        if s > 1:
+            assert calls[0] == (-(-37 // s), -(-31 // s), 3) and calls[-1] == (37 + (-37) % s, 31 + (-31) % s, 3)
+    np.testing.assert_array_equal(x, keep)  # the input is not modified
     # the refinement puts each phase's noisy pixels back into the PD result before its pass: with
     # f(t) = t / 2, PD gives x / 2 and each pixel is x in one of the 4 refills and x / 2 in three
-    half = lambda t: t / 2  # noqa: E731
-    torch.testing.assert_close(pd_denoise(half, x, 2, refine=False), x / 2)
-    torch.testing.assert_close(pd_denoise(half, x, 2), (x + 3 * x / 2) / 2 / 4)
+    half = lambda img, progress=None: img / 2  # noqa: E731
+    np.testing.assert_allclose(pd_denoise(half, x, 2, refine=False), x / 2)
+    np.testing.assert_allclose(pd_denoise(half, x, 2), (x + 3 * x / 2) / 2 / 4, rtol=1e-6)
+    ticks: list[tuple[int, int]] = []
+    pd_denoise(lambda img, tick: (tick(1, 2), tick(2, 2), img)[-1], x, 2, progress=lambda d, t: ticks.append((d, t)))
+    assert ticks[-1] == (16, 16) and all(a[0] < b[0] for a, b in zip(ticks, ticks[1:]))
 
 
 def test_pd_removes_correlated_noise_a_white_noise_denoiser_leaves() -> None:
@@ -112,14 +107,9 @@ def test_pd_removes_correlated_noise_a_white_noise_denoiser_leaves() -> None:
 def test_tiled_pd_equals_whole_image() -> None:
     net = create_model("unet_tiny").eval()  # random weights: any mismatch shows
     img = np.random.default_rng(0).random((75, 61), dtype=np.float32)
-    _, margin = pd_tiling(net, 512, 2)
-    fwd = lambda t: pd_denoise(lambda u: run_model(net, u.contiguous()), t, 2)  # noqa: E731
-    whole = apply_model(net, img, None, None, None, fwd)
-    unit = 2 * net.multiple
-    tiled = apply_model(net, img, None, 2 * unit, None, fwd, margin=margin)
+    whole = pd_denoise(lambda im, tick: apply_model(net, im, None, None), img, 2)
+    tiled = pd_denoise(lambda im, tick: apply_model(net, im, None, 16, tick, inplace=True), img, 2)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
-    tile, m = pd_tiling(net, 300, 3)
-    assert tile is not None and tile >= 1024 and tile % (3 * net.multiple) == 0 and m % (3 * net.multiple) == 0
 
 
 def test_api_real_keeps_type_and_rejects_bad_stride() -> None:

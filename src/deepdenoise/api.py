@@ -18,7 +18,7 @@ from torch import nn
 from deepdenoise.backends import DEFAULT_BACKEND, resolve_backend
 from deepdenoise.errors import InputError, ModelError
 from deepdenoise.hub import load_model, shipped_models
-from deepdenoise.inference import DEFAULT_TILE, apply_model
+from deepdenoise.inference import DEFAULT_TILE, apply_model, working_tile
 from deepdenoise.noise import estimate_sigma
 
 DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
@@ -87,6 +87,8 @@ def denoise(
 
     sigma: noise level on the 0-255 scale, or None to estimate it (blind models ignore it).
     model: a shipped name ('default', 'default_color', 'dncnn_s_sigma25'), a weight path, or a module.
+    tile: tiles of this size (at least 4x the model's context margin) bound the memory on large
+    images; the result is the same as whole-image inference. None: never tile.
     progress: called as progress(tiles_done, tiles_total) while a large image is processed.
     backend: 'auto' (int8 where the model ships a calibration and the CPU has VNNI, else 'folded'),
     'eager' (fp32), 'folded', 'bf16', 'onnxruntime' or 'int8' (see :mod:`deepdenoise.backends`).
@@ -152,17 +154,15 @@ def denoise(
 
     def gaussian(img: np.ndarray, level: float) -> np.ndarray:
         forward = None if backend == "eager" else get_forward(net, backend, level)
-        return apply_model(net, img, level, tile, progress, forward, inplace=inplace)
+        return apply_model(net, img, level, working_tile(net, tile), progress, forward, inplace=inplace)
 
     def real(img: np.ndarray, level: float) -> np.ndarray:
-        from deepdenoise.inference import run_model
-        from deepdenoise.realnoise import pd_denoise, pd_tiling
+        from deepdenoise.realnoise import pd_denoise
 
-        base = get_forward(net, backend, level) if backend != "eager" else (
-            lambda t: run_model(net, t.contiguous(), level))
-        pd_tile, margin = pd_tiling(net, tile, pd_stride)
-        return apply_model(net, img, level, pd_tile, progress, lambda t: pd_denoise(base, t, pd_stride),
-                           inplace=inplace, margin=margin)
+        forward = None if backend == "eager" else get_forward(net, backend, level)
+        tile_ = working_tile(net, tile)
+        return pd_denoise(lambda im, tick: apply_model(net, im, level, tile_, tick, forward, inplace=True),
+                          img, pd_stride, progress=progress)
 
     extra: dict[str, Any] = {"noise": noise}
     if noise == "poisson":

