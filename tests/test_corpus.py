@@ -180,3 +180,26 @@ def test_folder_keeps_paths_skips_failures_and_reports(tmp_path: Path, capsys: p
     (src / "sub" / "broken.png").unlink()
     (src / "notes.txt").unlink()
     assert main(["denoise", str(src), "-o", str(tmp_path / "out2"), "--sigma", "15"]) == 0
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_camera_metadata_carried_over_upright(tmp_path: Path, suffix: str) -> None:
+    """EXIF (camera, date, exposure sub-IFD) survives denoising; the orientation tag does not, since
+    the pixels are written upright."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "TestCam", "Model X", 6
+    exif.get_ifd(0x8769)[0x829A] = (1, 250)  # exposure time
+    src = tmp_path / "in.jpg"
+    src.write_bytes(pil_bytes(Image.fromarray(RGB), "JPEG", exif=exif, quality=95))
+    out = tmp_path / f"out{suffix}"
+    assert main(["denoise", str(src), "-o", str(out), "--model", "fast"]) == 0
+    with Image.open(out) as im:
+        got = im.getexif()
+        assert im.size == (24, 20)  # 20 x 24 stored, shown rotated: written upright
+        assert got.get(0x010F) == "TestCam" and got.get(0x0110) == "Model X" and got.get(0x0112, 1) == 1
+        assert got.get_ifd(0x8769).get(0x829A) == (1, 250)
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(png_bytes(GRAY))
+    assert main(["denoise", str(plain), "-o", str(tmp_path / "p.png"), "--model", "fast"]) == 0
+    with Image.open(tmp_path / "p.png") as im:
+        assert not len(im.getexif())

@@ -28,6 +28,7 @@ class ImageData:
     alpha: np.ndarray | None = None  # float32 [H, W] in [0, 1]
     icc: bytes | None = None
     format: str = "PNG"
+    exif: bytes | None = None  # camera metadata, orientation reset (the pixels are already upright)
     notes: list[str] = field(default_factory=list)
     stack_shape: tuple[int, ...] | None = None  # a TIFF stack's leading axes (e.g. Z, T), flattened to N
     stack_axes: str = ""  # their names ('TZ'), kept for ImageJ/Fiji
@@ -125,13 +126,33 @@ def read_image(path: str | Path) -> ImageData:
                 data = _read_png16_color(p)  # Pillow would reduce it to 8 bits
                 data.icc = icc
                 return data
-            return _from_pil(ImageOps.exif_transpose(im), fmt, icc, str(p))
+            upright = ImageOps.exif_transpose(im)
+            data = _from_pil(upright, fmt, icc, str(p))
+            data.exif = _exif_bytes(upright)
+            return data
     except InputError:
         raise
     except Image.DecompressionBombError:
         raise InputError(f"{p}: image exceeds the pixel limit of {MAX_PIXELS} pixels") from None
     except Exception as exc:
         raise InputError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _exif_bytes(im) -> bytes | None:  # type: ignore[no-untyped-def]
+    """The image's EXIF (camera, exposure, date, GPS...) to carry over, with the orientation tag
+    set to 1: the pixels have been turned upright already. None when there is none or it is unreadable."""
+    try:
+        exif = im.getexif()
+        if not len(exif):
+            return None
+        for ifd in (0x8769, 0x8825):  # Exif and GPS sub-IFDs: loaded so that tobytes() writes them
+            if ifd in exif:
+                exif.get_ifd(ifd)
+        if 0x0112 in exif:
+            exif[0x0112] = 1
+        return bytes(exif.tobytes())
+    except Exception:  # a malformed EXIF block must not stop the denoising
+        return None
 
 
 def _read_png16_color(path: Path) -> ImageData:
@@ -268,6 +289,8 @@ def _encode(tmp: Path, suffix: str, image: ImageData) -> None:
     kwargs: dict[str, object] = {}
     if image.icc and suffix in (".png", ".jpg", ".jpeg", ".webp"):
         kwargs["icc_profile"] = image.icc
+    if image.exif and suffix in (".png", ".jpg", ".jpeg", ".webp"):
+        kwargs["exif"] = image.exif
     if suffix in (".jpg", ".jpeg", ".webp"):
         kwargs["quality"] = 95
     im.save(tmp, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix, suffix[1:].upper()), **kwargs)
