@@ -139,7 +139,10 @@ def test_cli_denoise_and_evaluate_real(tmp_path: Path, capsys: pytest.CaptureFix
     src = tmp_path / "ds" / "0.png"
     assert main(["denoise", str(src), "-o", str(tmp_path / "c.png"), "--noise", "real", "--model", "fast"]) == 0
     assert "pixel-shuffle stride 2" in capsys.readouterr().err and (tmp_path / "c.png").exists()
-    for bad in (["--pd-stride", "3"], ["--noise", "real", "--pd-stride", "9"]):
+    assert main(["denoise", str(src), "-o", str(tmp_path / "s.png"), "--strength", "0.6", "--model", "fast"]) == 0
+    assert "strength 0.6" in capsys.readouterr().err
+    for bad in (["--pd-stride", "3"], ["--noise", "real", "--pd-stride", "9"], ["--strength", "2"],
+                ["--strength", "x"]):
         assert exit_code(["denoise", str(src), "-o", str(tmp_path / "d.png"), *bad]) == 2
     assert not (tmp_path / "d.png").exists()
     out = tmp_path / "r.json"
@@ -152,3 +155,25 @@ def test_cli_denoise_and_evaluate_real(tmp_path: Path, capsys: pytest.CaptureFix
     for bad in (["--noise", "real"], ["--camera", "0.04,0.01"], ["--noise", "real", "--camera", "0.04"],
                 ["--noise", "real", "--camera", "2,0.01"]):
         assert exit_code(["evaluate", "--dataset", str(tmp_path / "ds"), *bad]) == 2
+
+
+def test_strength_keeps_luminance_grain_only() -> None:
+    rng = np.random.default_rng(0)
+    clean = smooth_image(37, 31, channels=3)
+    noisy = (clean + rng.normal(0, 0.08, clean.shape)).astype(np.float32)
+    full = denoise(noisy, model="fast_color")
+    none = denoise(noisy, model="fast_color", strength=0.0)
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    # strength 0: the noisy luminance, the denoised chroma (colour noise is always removed)
+    np.testing.assert_allclose(none @ luma, noisy @ luma, atol=1e-5)
+    np.testing.assert_allclose(none - (none @ luma)[..., None], full - (full @ luma)[..., None], atol=1e-5)
+    half = denoise(noisy, model="fast_color", strength=0.5)
+    np.testing.assert_allclose(half @ luma, (full @ luma + noisy @ luma) / 2, atol=1e-5)
+    keep = noisy.copy()
+    denoise(noisy, model="fast_color", strength=0.5, overwrite_input=True)
+    np.testing.assert_array_equal(noisy, keep)  # the noisy image is still needed: never overwritten
+    gray = noisy[..., 1]
+    np.testing.assert_allclose(denoise(gray, strength=0.0), gray, atol=1e-5)
+    for bad in (-0.1, 1.5, "1", True):
+        with pytest.raises(InputError):
+            denoise(gray, strength=bad)

@@ -99,3 +99,18 @@ def test_denoise_real_noise(client: TestClient) -> None:
     assert np.asarray(Image.open(io.BytesIO(r.content))).shape == (64, 64, 3)
     page = client.get("/").text
     assert 'value="real"' in page
+
+
+def test_strength_field(client: TestClient, camera: np.ndarray) -> None:
+    noisy = add_noise_numpy(camera[:64, :64], 25, seed=0)
+    files = {"image": ("n.png", encode(noisy), "image/png")}
+    full = np.asarray(Image.open(io.BytesIO(client.post("/api/denoise", files=files).content)), np.float32)
+    part = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")}, data={"strength": "0.5"})
+    assert part.status_code == 200
+    half = np.asarray(Image.open(io.BytesIO(part.content)), np.float32)
+    noisy8 = np.round(np.clip(noisy, 0, 1) * 255)
+    assert np.abs(half - (full + noisy8) / 2).max() <= 1.5  # halfway between denoised and noisy
+    for bad in ("-0.1", "1.5", "x"):
+        r = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")}, data={"strength": bad})
+        assert r.status_code == 422
+    assert 'id="strength"' in client.get("/").text

@@ -71,6 +71,23 @@ def range_notes(meta: dict[str, Any], sigma: float, what: str = "noise level") -
     return []
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as --gray uses
+
+
+def keep_grain(noisy: np.ndarray, den: np.ndarray, strength: float, rows: int = 256) -> np.ndarray:
+    """den plus (1 - strength) of the removed noise's luminance, in place on ``den`` ([H, W] or
+    [H, W, 3]), in bands of ``rows`` (no full-size temporary). Chroma noise stays removed: it is
+    what looks like a digital artefact, while a little luminance grain reads as film-like texture."""
+    keep = 1.0 - strength
+    for y in range(0, den.shape[0], rows):
+        removed = noisy[y:y + rows] - den[y:y + rows]  # [rows, W(, 3)]
+        if removed.ndim == 3:
+            den[y:y + rows] += keep * (removed @ LUMA)[..., None]  # the same luminance on R, G and B
+        else:
+            den[y:y + rows] += keep * removed
+    return den
+
+
 def _check_sigma(sigma: float | None) -> None:
     if sigma is not None and not (0 <= float(sigma) <= 255):
         raise InputError(f"sigma must be between 0 and 255 (got {sigma})")
@@ -81,7 +98,7 @@ def denoise(
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
     progress: Callable[[int, int], None] | None = None, backend: str = DEFAULT_BACKEND,
     overwrite_input: bool = False, noise: str = "gaussian", peak: float | None = None,
-    pd_stride: int = 2,
+    pd_stride: int = 2, strength: float = 1.0,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
@@ -101,8 +118,12 @@ def denoise(
     a camera photo's noise (spatially correlated by demosaicing and JPEG), removed by pixel-shuffle
     down-sampling with stride ``pd_stride`` and refinement (:mod:`deepdenoise.realnoise`; 1 + stride^2
     network passes).
+    strength: how much of the luminance noise to remove (0-1); below 1 some of it is put back as
+    fine grain, which photos often look more natural with. Colour noise is always removed.
     """
     _check_sigma(sigma)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0 <= strength <= 1:
+        raise InputError(f"strength must be a number from 0 to 1 (got {strength!r})")
     if noise not in NOISE_KINDS:
         raise InputError(f"noise must be one of {', '.join(NOISE_KINDS)} (got {noise!r})")
     if isinstance(pd_stride, bool) or not isinstance(pd_stride, (int, np.integer)) or not 1 <= pd_stride <= 4:
@@ -115,12 +136,13 @@ def denoise(
         t = image.detach().float().cpu()
         shape = t.shape
         if t.ndim == 4:
-            outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak, pd_stride=pd_stride)
+            outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak, pd_stride=pd_stride,
+                            strength=strength)
                     for i in range(t.shape[0])]
             return torch.stack(outs).to(image.dtype)
         arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
         res = denoise(arr, sigma, model, tile, return_info, backend=backend, noise=noise, peak=peak,
-                      pd_stride=pd_stride)
+                      pd_stride=pd_stride, strength=strength)
         out_arr, info = res if return_info else (res, None)
         out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
         out = out.reshape(shape).to(image.dtype)
@@ -150,7 +172,7 @@ def denoise(
         net, meta = get_model(name)
     backend = resolve_backend(net, backend)
     # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request
-    inplace = overwrite_input or x is not a
+    inplace = (overwrite_input or x is not a) and strength == 1  # below 1 the noisy image is needed after
 
     def gaussian(img: np.ndarray, level: float) -> np.ndarray:
         forward = None if backend == "eager" else get_forward(net, backend, level)
@@ -181,6 +203,9 @@ def denoise(
     else:
         used_sigma = sigma if sigma is not None else estimate_sigma(x)
         den = gaussian(x, used_sigma)
+    if strength < 1:
+        den = keep_grain(x, den, float(strength))
+        extra.update(strength=float(strength))
     if dtype == np.uint8:
         result: np.ndarray = np.round(np.clip(den, 0, 1) * 255).astype(np.uint8)
     elif dtype == np.uint16:

@@ -16,12 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from deepdenoise.api import denoise
+from deepdenoise.api import LUMA, denoise
 from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import DeepDenoiseError, InputError, OutputError
 from deepdenoise.io import READ_SUFFIXES, ImageData, read_image, write_image
-
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,7 @@ class DenoiseOptions:
     noise: str = "gaussian"  # or 'poisson' (photon-limited images), 'real' (camera photos: PD)
     peak: float | None = None  # photons at full scale (noise='poisson'); None: estimate
     pd_stride: int = 2  # noise='real': pixel-shuffle stride
+    strength: float = 1.0  # fraction of the luminance noise removed (colour noise: all of it)
 
 
 def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
@@ -75,7 +74,8 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
         for i in range(frames.shape[0]):
             frames[i], info = denoise(frames[i], sigma=opts.sigma, model=opts.model, tile=tile, return_info=True,
                                       progress=tick, backend=opts.backend, overwrite_input=True,  # in place
-                                      noise=opts.noise, peak=opts.peak, pd_stride=opts.pd_stride)
+                                      noise=opts.noise, peak=opts.peak, pd_stride=opts.pd_stride,
+                                      strength=opts.strength)
             infos.append(info)
     finally:
         if bar is not None:
@@ -115,6 +115,8 @@ def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
                + ("estimated" if info["sigma_estimated"] else "given"))
     elif info.get("noise") == "real":
         how = f"{how}; real noise, pixel-shuffle stride {info['pd_stride']}"
+    if info.get("strength") is not None:
+        how += f"; strength {info['strength']:g}"
     notes = f" ({'; '.join(info['notes'])})" if info.get("notes") else ""
     backend = f" backend={info['backend']}" if info.get("backend") else ""
     speed = (f" {info['megapixels']:.2f} MP in {info['seconds']:.2f} s" if info.get("seconds") else "")

@@ -38,6 +38,16 @@ def _sigma(value: str) -> float:
     return s
 
 
+def _strength(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"strength must be a number from 0 to 1, got '{value}'") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"strength must be from 0 to 1, got {value}")
+    return v
+
+
 def _stride(value: str) -> int:
     if value not in ("1", "2", "3", "4"):
         raise argparse.ArgumentTypeError(f"stride must be 1, 2, 3 or 4, got '{value}'")
@@ -149,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--peak", type=_peak, help="with --noise poisson: photons at full scale; estimated when omitted")
     s.add_argument("--pd-stride", type=_stride, default=2,
                    help="with --noise real: sub-image stride (2; 3 for heavily compressed JPEGs)")
+    s.add_argument("--strength", type=_strength, default=1.0,
+                   help="fraction of the luminance noise removed, 0-1 (default 1); below 1 a little grain is "
+                   "kept for a natural look. Colour noise is always removed")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512,

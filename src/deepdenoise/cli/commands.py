@@ -149,7 +149,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--peak applies to --noise poisson")
     if a.pd_stride != 2 and a.noise != "real":
         raise DeepDenoiseError("--pd-stride applies to --noise real")
-    opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride)
+    opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength)
     return denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs)
 
 

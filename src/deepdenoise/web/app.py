@@ -33,7 +33,7 @@ class ServeConfig:
 
 
 def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | None,
-                  cfg: ServeConfig, noise: str = "gaussian", peak: float | None = None
+                  cfg: ServeConfig, noise: str = "gaussian", peak: float | None = None, strength: float = 1.0
                   ) -> tuple[bytes, str, dict[str, Any]]:
     """Denoise an uploaded file's bytes; returns (encoded image, media type, info). Blocking."""
     from deepdenoise import io as dio
@@ -55,7 +55,8 @@ def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | 
         media, ext = MEDIA[fmt]
         dst = Path(tmp) / f"out{ext}"
         t0 = time.perf_counter()
-        opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak)
+        opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
+                              strength=strength)
         info = denoise_file(src, dst, opts)
         info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
         info.update(width=w, height=h)
@@ -103,6 +104,8 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
             "photo's blotchy noise (pixel-shuffle down-sampling, 5x the time)"),
         peak: float | None = Form(None, gt=0, le=1e9, description="poisson: photons at full scale; "
                                   "estimated if omitted"),
+        strength: float = Form(1.0, ge=0, le=1, description="fraction of the luminance noise removed "
+                               "(colour noise: all of it)"),
     ) -> Response:
         if peak is not None and noise != "poisson":
             raise HTTPException(400, "peak applies to noise=poisson")
@@ -121,7 +124,7 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         async with slots:
             loop = asyncio.get_running_loop()
             body, media, info = await loop.run_in_executor(
-                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg, noise, peak)
+                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg, noise, peak, strength)
         headers = {"X-Sigma": f"{info['sigma']:.2f}", "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
                    "X-Model": info["model"], "X-Elapsed-Ms": f"{info['elapsed_ms']:.0f}",
                    "Content-Disposition": 'attachment; filename="denoised' + MEDIA_EXT.get(media, ".png") + '"'}

@@ -31,6 +31,7 @@ async function run() {
   form.append("image", file, file.name);
   const mode = document.querySelector('input[name="mode"]:checked').value;
   if (mode === "sigma") form.append("sigma", $("sigma").value);
+  if ($("strength").value !== "100") form.append("strength", String($("strength").value / 100));
   if (mode === "poisson" || mode === "real") form.append("noise", mode);
   if ($("model").value) form.append("model", $("model").value);
   $("go").disabled = true;
@@ -92,6 +93,7 @@ drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.ad
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files[0]); });
 $("sigma").addEventListener("input", () => { $("sigma-out").textContent = $("sigma").value; });
+$("strength").addEventListener("input", () => { $("strength-out").textContent = $("strength").value + "%"; });
 $("go").addEventListener("click", run);
 $("slider").addEventListener("input", syncSizes);
 $("after").addEventListener("load", () => { syncSizes(); zoom(null); });
