@@ -183,7 +183,8 @@ def test_folder_keeps_paths_skips_failures_and_reports(tmp_path: Path, capsys: p
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
-def test_camera_metadata_carried_over_upright(tmp_path: Path, suffix: str) -> None:
+def test_camera_metadata_carried_over_upright(tmp_path: Path, suffix: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     """EXIF (camera, date, exposure sub-IFD) survives denoising; the orientation tag does not, since
     the pixels are written upright."""
     exif = Image.Exif()
@@ -193,6 +194,7 @@ def test_camera_metadata_carried_over_upright(tmp_path: Path, suffix: str) -> No
     src.write_bytes(pil_bytes(Image.fromarray(RGB), "JPEG", exif=exif, quality=95))
     out = tmp_path / f"out{suffix}"
     assert main(["denoise", str(src), "-o", str(out), "--model", "fast"]) == 0
+    assert "taken with a camera (TestCam Model X): if grain remains, try --noise real" in capsys.readouterr().err
     with Image.open(out) as im:
         got = im.getexif()
         assert im.size == (24, 20)  # 20 x 24 stored, shown rotated: written upright
@@ -203,3 +205,4 @@ def test_camera_metadata_carried_over_upright(tmp_path: Path, suffix: str) -> No
     assert main(["denoise", str(plain), "-o", str(tmp_path / "p.png"), "--model", "fast"]) == 0
     with Image.open(tmp_path / "p.png") as im:
         assert not len(im.getexif())
+    assert "taken with a camera" not in capsys.readouterr().err

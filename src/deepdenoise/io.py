@@ -29,6 +29,7 @@ class ImageData:
     icc: bytes | None = None
     format: str = "PNG"
     exif: bytes | None = None  # camera metadata, orientation reset (the pixels are already upright)
+    camera: str | None = None  # EXIF make and model, when a camera took the picture
     notes: list[str] = field(default_factory=list)
     stack_shape: tuple[int, ...] | None = None  # a TIFF stack's leading axes (e.g. Z, T), flattened to N
     stack_axes: str = ""  # their names ('TZ'), kept for ImageJ/Fiji
@@ -128,7 +129,7 @@ def read_image(path: str | Path) -> ImageData:
                 return data
             upright = ImageOps.exif_transpose(im)
             data = _from_pil(upright, fmt, icc, str(p))
-            data.exif = _exif_bytes(upright)
+            data.exif, data.camera = _exif_info(upright)
             return data
     except InputError:
         raise
@@ -138,21 +139,23 @@ def read_image(path: str | Path) -> ImageData:
         raise InputError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
-def _exif_bytes(im) -> bytes | None:  # type: ignore[no-untyped-def]
+def _exif_info(im) -> tuple[bytes | None, str | None]:  # type: ignore[no-untyped-def]
     """The image's EXIF (camera, exposure, date, GPS...) to carry over, with the orientation tag
-    set to 1: the pixels have been turned upright already. None when there is none or it is unreadable."""
+    set to 1 (the pixels have been turned upright already), and the camera's make and model.
+    (None, None) when there is none or it is unreadable."""
     try:
         exif = im.getexif()
         if not len(exif):
-            return None
+            return None, None
         for ifd in (0x8769, 0x8825):  # Exif and GPS sub-IFDs: loaded so that tobytes() writes them
             if ifd in exif:
                 exif.get_ifd(ifd)
         if 0x0112 in exif:
             exif[0x0112] = 1
-        return bytes(exif.tobytes())
+        camera = " ".join(str(exif[t]).strip("\x00 ") for t in (0x010F, 0x0110) if t in exif).strip() or None
+        return bytes(exif.tobytes()), camera
     except Exception:  # a malformed EXIF block must not stop the denoising
-        return None
+        return None, None
 
 
 def _read_png16_color(path: Path) -> ImageData:

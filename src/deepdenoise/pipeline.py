@@ -94,6 +94,8 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
     info["seconds"] = time.perf_counter() - t0  # the denoising alone: no reading, writing or imports
     info["megapixels"] = frames.shape[0] * frames.shape[1] * frames.shape[2] / 1e6
     write_image(dst, img, overwrite=overwrite)
+    if img.camera and opts.noise == "gaussian":  # demosaiced sensor noise: blotchy, not white
+        info["notes"].append(f"taken with a camera ({img.camera}): if grain remains, try --noise real")
     info["notes"] = img.notes + info["notes"]
     return info
 
