@@ -177,3 +177,42 @@ def test_strength_keeps_luminance_grain_only() -> None:
     for bad in (-0.1, 1.5, "1", True):
         with pytest.raises(InputError):
             denoise(gray, strength=bad)
+
+
+def test_camera_training_batches_are_sharded_and_trainable(tmp_path: Path) -> None:
+    from deepdenoise.config import TrainConfig
+    from deepdenoise.errors import DeepDenoiseError
+    from deepdenoise.realnoise import camera_training_batch
+    from deepdenoise.train import train
+
+    clean = torch.rand(4, 3, 16, 16)
+
+    def draw(rank: int, world: int, jpeg: float = 0.0) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(5)
+        part = clean.chunk(world)[rank]
+        return camera_training_batch(part, g, 4, lambda t: t.chunk(world)[rank], 0.08, 0.02, jpeg)
+
+    ref, noisy, sigma = draw(0, 1)
+    halves = [draw(r, 2) for r in (0, 1)]
+    assert torch.equal(torch.cat([h[1] for h in halves]), noisy)  # any world size: the same data
+    assert sigma.shape == (4,) and (sigma > 0).all() and not torch.equal(ref, noisy)
+    _, jp, _ = draw(0, 1, jpeg=1.0)
+    assert torch.equal(jp, (jp * 255).round() / 255)  # every patch went through JPEG
+    (tmp_path / "imgs").mkdir()
+    for i in range(2):
+        Image.fromarray(np.round(smooth_image(50, 45, channels=3, seed=i) * 255).astype(np.uint8)).save(
+            tmp_path / "imgs" / f"{i}.png")
+    val = np.stack([np.round(smooth_image(24, 24, channels=3, seed=9) * 255).astype(np.uint8)] * 2)
+    np.save(tmp_path / "val.npy", val)
+    kw = dict(model="unet_tiny", data=str(tmp_path), data_mode="images",
+              image_dirs=[str(tmp_path / "imgs")], color=True, patch_size=24, batch_size=4, sigma=0,
+              sigma_max=50, noise="camera", camera_jpeg=0.5, val=str(tmp_path / "val.npy"), epochs=2,
+              steps_per_epoch=3, lr=1e-3, out=str(tmp_path / "run"), device="cpu")
+    assert train(TrainConfig.from_dict(kw), progress=False)["steps"] == 6
+    img = smooth_image(37, 31, channels=3)
+    _, info = denoise(img, model=str(tmp_path / "run" / "best.safetensors"), noise="real", return_info=True)
+    assert info["pd_stride"] == 1  # a model trained on camera noise is not pixel-shuffled
+    with pytest.raises(DeepDenoiseError):
+        TrainConfig.from_dict({**kw, "color": False})
+    with pytest.raises(DeepDenoiseError):
+        TrainConfig.from_dict({**kw, "noise": "salt"})

@@ -60,6 +60,13 @@ def resolve_model_name(name: str | None, color: bool) -> str:
     raise ModelError("no shipped model found in this installation")
 
 
+def training_noise(meta: dict[str, Any]) -> str:
+    """The noise a shipped model was trained on: 'gaussian', or 'camera' (simulated camera noise)."""
+    training = meta.get("training")
+    cfg = training.get("config", {}) if isinstance(training, dict) else {}
+    return str(cfg.get("noise", "gaussian"))
+
+
 def range_notes(meta: dict[str, Any], sigma: float, what: str = "noise level") -> list[str]:
     """A note when the noise level is well above what the model was trained on: it still runs, but
     a blind model trained on sigma <= 75 leaves much of sigma 150 in the image."""
@@ -197,6 +204,8 @@ def denoise(
         den, used_sigma = denoise_stabilised(x, nm, gaussian)
         extra.update(peak=nm.peak, read_sigma=nm.sigma, sigma_estimated=peak is None)  # sigma: stabilised level
     elif noise == "real":  # the level of the sub-images, where the noise is nearly white
+        if training_noise(meta) == "camera":
+            pd_stride = 1  # the model learned camera noise itself: pixel-shuffling would only hurt
         used_sigma = sigma if sigma is not None else estimate_sigma(x[::pd_stride, ::pd_stride])
         den = real(x, used_sigma)
         extra.update(pd_stride=pd_stride)

@@ -24,6 +24,10 @@ class TrainConfig:
     sigma: float = 25.0  # fixed noise level (0-255 scale) ...
     sigma_max: float | None = None  # ... or blind: uniform in [sigma, sigma_max] per patch
     val_sigma: float | None = None  # noise level of the validation PSNR (default: sigma, or 25 blind)
+    noise: str = "gaussian"  # or "camera": simulated camera noise (deepdenoise.realnoise), colour only
+    camera_shot_max: float = 0.1  # camera noise: shot (variance per unit of linear light), uniform in [0, max]
+    camera_read_max: float = 0.025  # camera noise: read noise std, uniform in [0, max]
+    camera_jpeg: float = 0.0  # camera noise: fraction of patches saved as JPEG (quality 75-95)
     epochs: int = 30
     steps_per_epoch: int | None = None  # default: all patches once (patches), 1000 (images)
     lr: float = 1e-3
@@ -48,7 +52,12 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise DeepDenoiseError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.noise not in ("gaussian", "camera"):
+            raise DeepDenoiseError(f"noise must be 'gaussian' or 'camera' (got {cfg.noise!r})")
+        if cfg.noise == "camera" and not cfg.color:
+            raise DeepDenoiseError("noise: camera simulates a colour (Bayer) sensor; it needs color: true")
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

@@ -116,7 +116,8 @@ def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
         how = (f"stabilised; Poisson peak {info['peak']:.3g} photons, read noise {info['read_sigma']:.2g}, "
                + ("estimated" if info["sigma_estimated"] else "given"))
     elif info.get("noise") == "real":
-        how = f"{how}; real noise, pixel-shuffle stride {info['pd_stride']}"
+        how = f"{how}; real noise, " + (f"pixel-shuffle stride {info['pd_stride']}" if info["pd_stride"] > 1
+                                         else "no pixel-shuffle")
     if info.get("strength") is not None:
         how += f"; strength {info['strength']:g}"
     notes = f" ({'; '.join(info['notes'])})" if info.get("notes") else ""

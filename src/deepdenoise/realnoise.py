@@ -79,6 +79,20 @@ def demosaic_bilinear(raw: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
+def camera_pipeline(
+    x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, z: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy, reference) for clean sRGB x: [B, 3, H, W], per-image ``shot`` and ``read`` [B] and
+    standard normal draws z: [B, 1, H, W] (one per Bayer sample)."""
+    lin = srgb_to_linear(x.float())  # [B, 3, H, W]
+    m = bayer_masks(x.shape[2], x.shape[3]).to(lin)[None]  # [1, 3, H, W]
+    raw = (lin * m).sum(1, keepdim=True)  # [B, 1, H, W]
+    std = (shot.reshape(-1, 1, 1, 1) * raw + read.reshape(-1, 1, 1, 1) ** 2).sqrt()  # [B, 1, H, W]
+    noisy = linear_to_srgb(demosaic_bilinear(raw + std * z))  # [B, 3, H, W]
+    reference = linear_to_srgb(demosaic_bilinear(raw))  # [B, 3, H, W]
+    return noisy, reference
+
+
 def simulate_camera(
     x: torch.Tensor, model: CameraNoise, seed: int | torch.Generator | None = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,16 +102,34 @@ def simulate_camera(
     between them measures the denoising alone, not the demosaicing loss no denoiser is asked to undo.
     """
     g = make_generator(seed, x.device)
-    lin = srgb_to_linear(x.float())  # [B, 3, H, W]
-    m = bayer_masks(x.shape[2], x.shape[3]).to(lin)[None]  # [1, 3, H, W]
-    raw = (lin * m).sum(1, keepdim=True)  # [B, 1, H, W]
-    std = (model.shot * raw + model.read**2).sqrt()  # [B, 1, H, W]
-    noisy_raw = raw + std * torch.randn(raw.shape, generator=g, device=raw.device)  # [B, 1, H, W]
-    noisy = linear_to_srgb(demosaic_bilinear(noisy_raw))  # [B, 3, H, W]
-    reference = linear_to_srgb(demosaic_bilinear(raw))  # [B, 3, H, W]
+    b, _, h, w = x.shape
+    z = torch.randn((b, 1, h, w), generator=g, device=x.device)  # [B, 1, H, W]
+    full = torch.ones(b, device=x.device)  # [B]
+    noisy, reference = camera_pipeline(x, model.shot * full, model.read * full, z)
     if model.jpeg:
         noisy = _jpeg(noisy, model.jpeg)
     return noisy, reference
+
+
+def camera_training_batch(
+    clean: torch.Tensor, g: torch.Generator, batch: int, shard: Callable[[torch.Tensor], torch.Tensor],
+    shot_max: float, read_max: float, jpeg_prob: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(reference, noisy, sigma [b]) for a training batch of clean sRGB patches [b, 3, P, P]: shot
+    and read uniform in [0, max] per patch, a fraction ``jpeg_prob`` saved as JPEG of quality 75-95.
+    Every draw is made for the whole ``batch`` and then ``shard``-ed, so any world size sees the same
+    data. sigma is each patch's measured noise level (0-255), for noise-level-aware models."""
+    p = clean.shape[-1]
+    shot = shard(torch.rand(batch, generator=g) * shot_max).to(clean.device)  # [b]
+    read = shard(torch.rand(batch, generator=g) * read_max).to(clean.device)  # [b]
+    z = shard(torch.randn((batch, 1, p, p), generator=g)).to(clean.device)  # [b, 1, P, P]
+    quality = shard(75 + torch.randint(0, 21, (batch,), generator=g))  # [b]
+    use_jpeg = shard(torch.rand(batch, generator=g) < jpeg_prob)  # [b]
+    noisy, reference = camera_pipeline(clean, shot, read, z)  # [b, 3, P, P] each
+    for i in torch.nonzero(use_jpeg).flatten().tolist():
+        noisy[i] = _jpeg(noisy[i:i + 1].cpu(), int(quality[i]))[0].to(noisy.device)
+    sigma = (noisy - reference).flatten(1).std(1) * 255  # [b]
+    return reference, noisy, sigma
 
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:

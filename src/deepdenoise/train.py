@@ -123,6 +123,10 @@ class Validator:
         arr = arr[:, None] if arr.ndim == 3 else np.moveaxis(arr, -1, 1)
         self.clean = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0  # [N, C, P, P]
         self.noisy = add_gaussian_noise(self.clean, self.sigma, seed=12345)  # [N, C, P, P]
+        if cfg.noise == "camera":  # shot 0.04, read 0.01: the middle row of docs/real-noise.md
+            from deepdenoise.realnoise import CameraNoise, simulate_camera
+
+            self.noisy, self.clean = simulate_camera(self.clean, CameraNoise(0.04, 0.01), seed=12345)
         self.psnr_noisy = float(batch_psnr(self.noisy, self.clean).mean())
 
     @torch.no_grad()
@@ -149,6 +153,13 @@ def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, d
     """
     clean = source.batch(step, dist_info.rank, dist_info.world).to(device).float().div_(255.0)  # [b, C, P, P]
     g = step_generator(cfg.seed, step, 3)
+    if cfg.noise == "camera":  # the target is the noise-free pipeline's image
+        from deepdenoise.realnoise import camera_training_batch
+
+        ref, noisy, sig = camera_training_batch(
+            clean, g, cfg.batch_size, lambda t: t.chunk(dist_info.world)[dist_info.rank],
+            cfg.camera_shot_max, cfg.camera_read_max, cfg.camera_jpeg)
+        return ref, noisy.contiguous(memory_format=torch.channels_last), sig
     sigma: torch.Tensor | float = cfg.sigma
     if cfg.sigma_max is not None:
         sig_all = cfg.sigma + (cfg.sigma_max - cfg.sigma) * torch.rand(cfg.batch_size, generator=g)  # [B]
