@@ -216,3 +216,24 @@ def test_camera_training_batches_are_sharded_and_trainable(tmp_path: Path) -> No
         TrainConfig.from_dict({**kw, "color": False})
     with pytest.raises(DeepDenoiseError):
         TrainConfig.from_dict({**kw, "noise": "salt"})
+
+
+def test_record_camera_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import deepdenoise.hub as hub
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for ext in (".safetensors", ".json"):
+        shutil.copy(hub.WEIGHTS_DIR / f"fast_color{ext}", weights / f"fast_color{ext}")
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", weights)
+    rows = [{"dataset": "CBSD68", "noise": "camera", "shot": 0.04, "read": 0.01, "jpeg": j, "pd_stride": s,
+             "sigma": float("nan"), "psnr_denoised": 27.0 + s} for j in (None, 90) for s in (1, 2)]
+    hub.record_evaluation("fast_color", rows + [{"dataset": "CBSD68", "sigma": 25.0, "psnr_denoised": 30.7}])
+    table = json.loads((weights / "fast_color.json").read_text())["evaluation"]
+    assert table["CBSD68 camera noise"] == {
+        "shot 0.04, read 0.01": 28.0, "shot 0.04, read 0.01, PD stride 2": 29.0,
+        "shot 0.04, read 0.01, JPEG 90": 28.0, "shot 0.04, read 0.01, JPEG 90, PD stride 2": 29.0}
+    assert table["CBSD68"]["25"] == 30.7 and list(table["CBSD68"]) == sorted(table["CBSD68"], key=float)
+    assert hub.level_label("25") == "sigma 25" and hub.level_label("shot 0.04, read 0.01") == "shot 0.04, read 0.01"

@@ -190,10 +190,29 @@ def record_evaluation(name: str, results: list[dict[str, Any]]) -> None:
     meta = json.loads(path.read_text())
     table = meta.setdefault("evaluation", {})
     for r in results:
-        table.setdefault(r["dataset"], {})[f"{r['sigma']:g}"] = round(r["psnr_denoised"], 3)
+        if r.get("noise") == "camera":  # simulated camera noise: its own table, keyed by the noise
+            key = f"shot {r['shot']:g}, read {r['read']:g}" + (f", JPEG {r['jpeg']}" if r["jpeg"] else "")
+            key += f", PD stride {r['pd_stride']}" if r["pd_stride"] > 1 else ""
+            table.setdefault(f"{r['dataset']} camera noise", {})[key] = round(r["psnr_denoised"], 3)
+        else:
+            table.setdefault(r["dataset"], {})[f"{r['sigma']:g}"] = round(r["psnr_denoised"], 3)
     for ds in table:
-        table[ds] = dict(sorted(table[ds].items(), key=lambda kv: float(kv[0])))
+        if all(_is_number(k) for k in table[ds]):
+            table[ds] = dict(sorted(table[ds].items(), key=lambda kv: float(kv[0])))
     atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def level_label(key: str) -> str:
+    """How an evaluation table's key reads: 'sigma 25' for a noise level, the key itself otherwise."""
+    return f"sigma {key}" if _is_number(key) else key
 
 
 def load_model(name_or_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

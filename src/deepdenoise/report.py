@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deepdenoise.evaluate import evaluate_dataset, evaluate_patches
-from deepdenoise.hub import load_model, shipped_models
+from deepdenoise.hub import level_label, load_model, shipped_models
 
 PUBLISHED_BSD68 = {  # gray, PSNR dB at sigma 15 / 25 / 50 (shared/data/README.md)
     "BM3D": (31.07, 28.57, 25.62), "DnCNN-S": (31.73, 29.23, 26.23), "DnCNN-B": (31.61, 29.16, 26.23),
@@ -158,7 +158,8 @@ def build_models_doc(out: Path, runs: Path) -> str:
     lines += ["", "## Measured PSNR (dB)", ""]
     for r in rows:
         for ds, table in r["evaluation"].items():
-            lines.append(f"- `{r['name']}` on {ds}: " + ", ".join(f"sigma {s}: {v:.2f}" for s, v in table.items()))
+            cells = ", ".join(f"{level_label(s)}: {v:.2f}" for s, v in table.items())
+            lines.append(f"- `{r['name']}` on {ds}: {cells}")
     if chains:
         lines += ["", "## Training curves", "",
                   "Validation PSNR on the test patches at sigma 25 against cumulative training time (the blind",

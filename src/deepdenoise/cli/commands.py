@@ -96,8 +96,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--noise poisson needs --peak and --dataset (no --record, no --patches)")
     if a.noise != "poisson" and (a.peak or a.no_vst):
         raise DeepDenoiseError("--peak and --no-vst apply to --noise poisson")
-    if (a.noise == "real") != bool(a.camera) or (a.noise == "real" and (a.record or a.patches or a.sigma)):
-        raise DeepDenoiseError("--noise real needs --camera and --dataset (no --sigma, --record or --patches), "
+    if (a.noise == "real") != bool(a.camera) or (a.noise == "real" and (a.patches or a.sigma)):
+        raise DeepDenoiseError("--noise real needs --camera and --dataset (no --sigma or --patches), "
                                "and --camera needs --noise real")
     name = a.model or resolve_model_name(None, color=False)
     model, meta = load_model(name)
@@ -177,7 +177,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import describe_models
+    from deepdenoise.hub import describe_models, level_label
 
     rows = describe_models()
     if a.json:
@@ -191,7 +191,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         if r["int8"]:
             print(f"  int8 calibration (backend int8/auto): {r['int8']}")
         for ds, table in r["evaluation"].items():
-            cells = ", ".join(f"sigma {s}: {v:.2f}" for s, v in table.items())
+            cells = ", ".join(f"{level_label(s)}: {v:.2f}" for s, v in table.items())
             print(f"  {ds} PSNR (dB): {cells}")
     return 0
 
