@@ -237,3 +237,17 @@ def test_record_camera_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "shot 0.04, read 0.01, JPEG 90": 28.0, "shot 0.04, read 0.01, JPEG 90, PD stride 2": 29.0}
     assert table["CBSD68"]["25"] == 30.7 and list(table["CBSD68"]) == sorted(table["CBSD68"], key=float)
     assert hub.level_label("25") == "sigma 25" and hub.level_label("shot 0.04, read 0.01") == "shot 0.04, read 0.01"
+
+
+def test_real_noise_figure(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from deepdenoise.plots import real_noise_figure
+
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.round(smooth_image(40, 52, channels=3, seed=i) * 255).astype(np.uint8)).save(paths[-1])
+    rows = real_noise_figure(paths, tmp_path / "f.png", [("plain", {"model": "fast"}),
+                                                         ("real", {"model": "fast", "noise": "real"})], crop=32)
+    assert [r["image"] for r in rows] == ["0.png", "1.png"]
+    assert rows[0]["real"]["model"] == "fast_color" and (tmp_path / "f.png").stat().st_size > 1000

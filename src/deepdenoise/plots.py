@@ -54,27 +54,28 @@ def comparison_figure(model: nn.Module, images: list[np.ndarray], names: list[st
     return rows
 
 
-def real_noise_figure(paths: list[Path], out: Path, model: str | None = None, crop: int = 192,
-                      backend: str = "auto") -> list[dict[str, Any]]:
-    """Real noisy photos (no clean reference): a central crop of each as it is, denoised as white
-    Gaussian noise (the default) and with ``noise='real'`` (pixel-shuffle down-sampling)."""
+def real_noise_figure(paths: list[Path], out: Path, variants: list[tuple[str, dict[str, Any]]],
+                      crop: int = 192) -> list[dict[str, Any]]:
+    """Real noisy photos (no clean reference): a central crop of each as it is, then through each
+    ``(title, denoise keyword arguments)`` of ``variants`` (e.g. plain, ``noise='real'``)."""
     from deepdenoise.api import denoise
     from deepdenoise.io import read_image
 
     plt = _pyplot()
-    fig, axes = plt.subplots(len(paths), 3, figsize=(9, 3.2 * len(paths)), squeeze=False)
+    n = len(variants) + 1
+    fig, axes = plt.subplots(len(paths), n, figsize=(3 * n, 3.2 * len(paths)), squeeze=False)
     rows = []
     for i, p in enumerate(paths):
         img = read_image(p).pixels  # [H, W] or [H, W, 3] in [0, 1]
         h, w = img.shape[:2]
         y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        plain, a = denoise(img, model=model, backend=backend, return_info=True)
-        real, b = denoise(img, model=model, backend=backend, noise="real", return_info=True)
-        for j, (im, title) in enumerate([(img, f"{p.stem}: as taken"),
-                                         (plain, f"default (sigma {a['sigma']:.1f} est.)"),
-                                         (real, f"--noise real (sigma {b['sigma']:.1f} est.)")]):
-            _show(axes[i, j], im[y0:y0 + crop, x0:x0 + crop], title)
-        rows.append({"image": p.name, "model": a["model"], "sigma": a["sigma"], "sigma_real": b["sigma"]})
+        _show(axes[i, 0], img[y0:y0 + crop, x0:x0 + crop], f"{p.stem}: as taken")
+        row: dict[str, Any] = {"image": p.name}
+        for j, (title, kwargs) in enumerate(variants, start=1):
+            den, info = denoise(img, return_info=True, **kwargs)
+            _show(axes[i, j], den[y0:y0 + crop, x0:x0 + crop], title)
+            row[title] = {"model": info["model"], "sigma": round(info["sigma"], 2)}
+        rows.append(row)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
