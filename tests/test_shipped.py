@@ -38,10 +38,28 @@ def test_color_gain_floor(astronaut: np.ndarray, name: str, sigma: float) -> Non
     assert gain >= COLOR_FLOORS[(name, sigma)]
 
 
+CAMERA_FLOORS = {  # PSNR gain (dB) on the astronaut crop with simulated camera noise, blind
+    ("fast_color_real", "direct"): 7.0, ("fast_color", "pd"): 5.0,  # fast_color directly: 4.4
+}
+
+
+@pytest.mark.parametrize("name,how", sorted(CAMERA_FLOORS))
+def test_camera_noise_gain_floor(astronaut: np.ndarray, name: str, how: str) -> None:
+    """The camera-noise model, and PD with a white-noise model, on demosaiced sensor noise."""
+    import torch
+
+    from deepdenoise.realnoise import CameraNoise, simulate_camera
+
+    y, ref = simulate_camera(torch.from_numpy(astronaut).permute(2, 0, 1)[None], CameraNoise(0.04, 0.01), seed=0)
+    noisy, target = y[0].permute(1, 2, 0).numpy(), ref[0].permute(1, 2, 0).numpy()
+    out = denoise(noisy, model=name, noise="real" if how == "pd" else "gaussian")
+    assert psnr(out, target) - psnr(noisy, target) >= CAMERA_FLOORS[(name, how)]
+
+
 def golden_values(camera: np.ndarray, astronaut: np.ndarray) -> dict[str, list[float]]:
     out = {}
     for names, image in ((("dncnn_s_sigma25", "default", "fast"), camera),
-                         (("default_color", "fast_color"), astronaut)):
+                         (("default_color", "fast_color", "fast_color_real"), astronaut)):
         noisy = add_noise_numpy(image[:64, :64], 25, seed=0)
         for name in names:
             res = denoise(noisy, sigma=25, model=name, backend="folded")  # the fp32 network
