@@ -22,12 +22,24 @@ from torch import nn
 from deepdenoise.hub import WEIGHTS_DIR, load_weights, read_meta, save_weights
 
 
+def config_command(meta: dict[str, Any]) -> str:
+    """The ``deepdenoise train --config`` command of a run (a resumed run records ``--resume``)."""
+    command = str(meta.get("command") or "")
+    if "--config" in command:
+        return command.replace(" --quiet", "")
+    out = meta["config"]["out"]
+    for cfg in sorted(Path("configs").rglob("*.yaml")):
+        if f"out: {out}\n" in cfg.read_text():
+            return f"deepdenoise train --config {cfg}"
+    return f"deepdenoise train --config {out.replace('runs/', 'configs/')}.yaml"
+
+
 def stage_info(run: Path, weights: Path) -> dict[str, object]:
     meta = read_meta(weights)["training"]
     with open(run / "log.csv") as f:
         rows = list(csv.DictReader(f))
     seconds = float(rows[-1]["elapsed_seconds"]) if rows else 0.0
-    return {"command": f"deepdenoise train --config {meta['config']['out'].replace('runs/', 'configs/')}.yaml",
+    return {"command": config_command(meta),
             "steps": int(rows[-1]["step"]) if rows else meta["steps"], "train_seconds": round(seconds),
             "best_step": meta["steps"], "val_psnr": meta.get("val_psnr"),
             "val": meta["config"].get("val") or "test patches", "hardware": meta.get("hardware", "?")}

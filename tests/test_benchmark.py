@@ -103,14 +103,23 @@ def test_onnx_backend_with_pixel_unshuffle(name: str) -> None:
 
 
 def test_onnx_noise_map_model_takes_sigma() -> None:
-    """Noise-map models export with a sigma input [B]; the graph follows sigma like eager does."""
+    """Noise-map models export with a map input [B, M, H, W]; the graph follows a number, a
+    per-pixel map and a noise-level function as eager does, on every backend."""
     pytest.importorskip("onnxruntime")
+    from deepdenoise.noiselevel import NoiseLevel, sigma_input
+
     torch.manual_seed(0)
-    model = create_model("unet_tiny", unshuffle=2, noise_map=True).eval()
-    x = torch.rand(1, 1, 37, 31)
-    for sigma in (5.0, 40.0):
-        fn, _ = make_forward(model, "onnxruntime", sigma)
-        assert (fn(x) - model(x, sigma)).abs().max() < 1e-4
-    assert (make_forward(model, "onnxruntime", 5.0)[0](x) - model(x, 40.0)).abs().max() > 1e-3
-    with pytest.raises(DeepDenoiseError, match="noise level"):
-        make_forward(model, "onnxruntime", None)
+    model = create_model("unet_tiny_rgb", unshuffle=2, noise_map=True, map_channels=3).eval()
+    with torch.no_grad():
+        model.head.weight[:, -3:] += 0.5  # an untrained map weight is ~0: make the map matter
+    x = torch.rand(1, 3, 37, 31)
+    nlf = NoiseLevel(((5.0, 20.0, 40.0), (3.0, 10.0, 30.0), (8.0, 25.0, 50.0)), (0.3, 0.4, 0.3))
+    for backend in ("folded", "onnxruntime"):
+        for sigma in (5.0, 40.0, nlf):
+            fn, _ = make_forward(model, backend, sigma)
+            want = model(x, sigma_input(model, x, sigma))
+            assert (fn(x) - want).abs().max() < 1e-4
+            assert (fn(x, 15.0) - model(x, 15.0)).abs().max() < 1e-4  # the level is the call's
+        assert (make_forward(model, backend, 5.0)[0](x) - model(x, 40.0)).abs().max() > 1e-3
+        with pytest.raises((DeepDenoiseError, ValueError), match="noise level"):
+            make_forward(model, backend, None)[0](x)

@@ -194,7 +194,8 @@ def test_camera_metadata_carried_over_upright(tmp_path: Path, suffix: str,
     src.write_bytes(pil_bytes(Image.fromarray(RGB), "JPEG", exif=exif, quality=95))
     out = tmp_path / f"out{suffix}"
     assert main(["denoise", str(src), "-o", str(out), "--model", "fast"]) == 0
-    assert "taken with a camera (TestCam Model X): if grain remains, try --noise real" in capsys.readouterr().err
+    hint = "taken with a camera (TestCam Model X): if grain remains, try --model camera or --noise-scale 1.5"
+    assert hint in capsys.readouterr().err
     with Image.open(out) as im:
         got = im.getexif()
         assert im.size == (24, 20)  # 20 x 24 stored, shown rotated: written upright

@@ -64,7 +64,12 @@ def test_int8_close_to_fp32_and_onnxruntime_runs_the_eager_definition(noise_map:
     out = int8(x)
     assert used == "int8" and out.shape == x.shape
     assert 0 < (sim - ref).abs().max() < 0.05  # quantized, but close
-    assert (out - sim).abs().max() < 2e-3  # onnxruntime's int8 kernels compute the eager definition
+    from deepdenoise.backends import cpu_has_vnni
+
+    if cpu_has_vnni():  # onnxruntime's int8 kernels compute the eager definition ...
+        assert (out - sim).abs().max() < 2e-3
+    else:  # ... where the CPU has 8-bit dot products; elsewhere uint8 x int8 pairs may saturate
+        assert (out - sim).abs().max() < 0.05
     assert (out - ref).abs().mean() < 5e-3
 
 

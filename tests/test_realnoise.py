@@ -195,7 +195,7 @@ def test_camera_training_batches_are_sharded_and_trainable(tmp_path: Path) -> No
     ref, noisy, sigma = draw(0, 1)
     halves = [draw(r, 2) for r in (0, 1)]
     assert torch.equal(torch.cat([h[1] for h in halves]), noisy)  # any world size: the same data
-    assert sigma.shape == (4,) and (sigma > 0).all() and not torch.equal(ref, noisy)
+    assert sigma.shape == (4, 3, 16, 16) and (sigma > 0).all() and not torch.equal(ref, noisy)
     _, jp, _ = draw(0, 1, jpeg=1.0)
     assert torch.equal(jp, (jp * 255).round() / 255)  # every patch went through JPEG
     (tmp_path / "imgs").mkdir()

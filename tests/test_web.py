@@ -50,6 +50,25 @@ def test_denoise_returns_image_in_input_format(client: TestClient, camera: np.nd
     assert r.headers["x-sigma-estimated"] == "true" and float(r.headers["x-elapsed-ms"]) >= 0
 
 
+def test_noise_scale_moves_the_result_and_headers_carry_the_estimate(client: TestClient, astronaut: np.ndarray) -> None:
+    import json
+
+    noisy = add_noise_numpy(astronaut[:96, :96], 20, seed=0)
+    files = {"image": ("n.png", encode(noisy), "image/png")}
+    first = client.post("/api/denoise", files=files)
+    assert first.status_code == 200 and first.headers["x-noise-scale"] == "1"
+    est = float(first.headers["x-sigma"])
+    assert 15 < est < 26 and first.headers["x-sigma-estimated"] == "true"
+    if "x-noise-level" in first.headers:  # the function, brightness by brightness, per channel
+        table = json.loads(first.headers["x-noise-level"])
+        assert len(table["levels"]) == 3 and len(table["levels"][0]) == len(table["knots"])
+    more = client.post("/api/denoise", files=files, data={"noise_scale": "2"})
+    assert more.status_code == 200 and float(more.headers["x-sigma"]) == pytest.approx(2 * est, abs=0.02)
+    assert more.content != first.content
+    for bad in ("0", "30", "x"):
+        assert client.post("/api/denoise", files=files, data={"noise_scale": bad}).status_code == 422
+
+
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_bad_inputs_are_4xx(client: TestClient, name: str) -> None:
     r = client.post("/api/denoise", files={"image": (name, BROKEN[name][0], "application/octet-stream")})

@@ -7,6 +7,7 @@ tensor may be [C, H, W] or [B, C, H, W]).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -20,10 +21,12 @@ from deepdenoise.errors import InputError, ModelError
 from deepdenoise.hub import load_model, shipped_models
 from deepdenoise.inference import DEFAULT_TILE, apply_model, working_tile
 from deepdenoise.noise import estimate_sigma
+from deepdenoise.noiselevel import NoiseLevel, estimate_noise_level, takes_map
 
 DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
 DEFAULT_COLOR = ("default_color",)
-NOISE_KINDS = ("gaussian", "poisson", "real")
+NOISE_KINDS = ("auto", "gaussian", "poisson", "real")
+CAMERA_MODEL = "camera"  # the shipped model for photos whose noise a camera made (demosaiced, compressed)
 
 
 @lru_cache(maxsize=8)
@@ -31,16 +34,36 @@ def get_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
     return load_model(name)
 
 
-_FORWARDS: dict[tuple[int, str, float | None], Any] = {}
+_FORWARDS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+FORWARDS_KEEP = 4  # prepared forwards kept (a folded copy or an onnxruntime session each)
 
 
-def get_forward(net: nn.Module, backend: str, sigma: float | None) -> Any:
-    """A cached fast forward for (model, backend); blind models share one across sigmas."""
+def weights_digest(net: nn.Module) -> str:
+    """A digest of a module's class, config and weights: the key of what is prepared from it.
+    (Not ``id()``: Python reuses the id of a freed module for the next one.)"""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(type(net).__name__.encode())
+    h.update(repr(getattr(net, "config", None)).encode())
+    h.update(repr(getattr(net, "int8_calibration", None)).encode())  # int8 ranges make another graph
+    for name, t in net.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def get_forward(net: nn.Module, backend: str) -> Any:
+    """A prepared forward ``f(x, sigma)`` for (weights, backend), from a small LRU cache."""
     from deepdenoise.backends import make_forward
 
-    key = (id(net), backend, None if getattr(net, "blind", True) else sigma)
-    if key not in _FORWARDS:
-        _FORWARDS[key] = make_forward(net, backend, sigma)[0]
+    key = (weights_digest(net), backend)
+    if key in _FORWARDS:
+        _FORWARDS.move_to_end(key)
+    else:
+        _FORWARDS[key] = make_forward(net, backend)[0]
+        while len(_FORWARDS) > FORWARDS_KEEP:
+            _FORWARDS.popitem(last=False)
     return _FORWARDS[key]
 
 
@@ -100,12 +123,35 @@ def _check_sigma(sigma: float | None) -> None:
         raise InputError(f"sigma must be between 0 and 255 (got {sigma})")
 
 
+def noise_level_for(net: nn.Module, x: np.ndarray, sigma: float | None, scale: float = 1.0,
+                    pd_stride: int = 1, estimate: NoiseLevel | None = None) -> float | NoiseLevel:
+    """The level ``net`` is given for image x: a noise-map model gets ``sigma`` (one level, every
+    channel) or the image's estimated noise-level function, times ``scale``; a blind model ignores
+    the level, which is then only reported (the finest-band estimate, on the PD sub-image)."""
+    channels = x.shape[2] if x.ndim == 3 else 1
+    if takes_map(net):
+        level = NoiseLevel.constant(sigma, channels) if sigma is not None else estimate or estimate_noise_level(x)
+        return level.scaled(scale) if scale != 1 else level
+    if sigma is not None:
+        return float(sigma) * scale
+    return estimate_sigma(x[::pd_stride, ::pd_stride]) * scale
+
+
+def typical_level(level: float | NoiseLevel) -> float:
+    return level.typical() if isinstance(level, NoiseLevel) else float(level)
+
+
+def level_info(level: float | NoiseLevel) -> dict[str, Any]:
+    """What the result reports of a noise-level function (its table), for the CLI, page and headers."""
+    return {"noise_level": level.to_dict()} if isinstance(level, NoiseLevel) and not level.is_constant else {}
+
+
 def denoise(
     image: np.ndarray | torch.Tensor, sigma: float | None = None, model: str | nn.Module | None = None,
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
     progress: Callable[[int, int], None] | None = None, backend: str = DEFAULT_BACKEND,
-    overwrite_input: bool = False, noise: str = "gaussian", peak: float | None = None,
-    pd_stride: int = 2, strength: float = 1.0,
+    overwrite_input: bool = False, noise: str = "auto", peak: float | None = None,
+    pd_stride: int = 2, strength: float = 1.0, noise_scale: float = 1.0,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
@@ -118,7 +164,9 @@ def denoise(
     'eager' (fp32), 'folded', 'bf16', 'onnxruntime' or 'int8' (see :mod:`deepdenoise.backends`).
     overwrite_input: a float32 input array may receive the result (saves a full-size buffer on
     very large images; the caller must not need the noisy array afterwards).
-    noise: 'gaussian' (additive, one level) or 'poisson' (signal-dependent, photon-limited images:
+    noise: 'auto' (the default: 'gaussian', except that a colour photo whose noise the estimate finds
+    spatially correlated, as a camera's is, goes to the camera model when no model is named),
+    'gaussian' (additive, white) or 'poisson' (signal-dependent, photon-limited images:
     stabilised by the generalized Anscombe transform, see :mod:`deepdenoise.poisson`). With
     'poisson', ``peak`` is the photon count at full scale (1.0, 255 or 65535) and ``sigma`` the
     Gaussian read noise (0-255 scale); whichever is omitted is estimated from the image. 'real':
@@ -127,8 +175,14 @@ def denoise(
     network passes).
     strength: how much of the luminance noise to remove (0-1); below 1 some of it is put back as
     fine grain, which photos often look more natural with. Colour noise is always removed.
+    noise_scale: multiplies the noise level the model is given (estimated or ``sigma``): above 1
+    removes more, below 1 keeps more detail. Noise-map models (all shipped defaults) take the
+    estimated level brightness by brightness and channel by channel (:mod:`deepdenoise.noiselevel`).
     """
     _check_sigma(sigma)
+    if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float, np.floating)) \
+            or not 0.05 <= noise_scale <= 20:
+        raise InputError(f"noise_scale must be a number from 0.05 to 20 (got {noise_scale!r})")
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0 <= strength <= 1:
         raise InputError(f"strength must be a number from 0 to 1 (got {strength!r})")
     if noise not in NOISE_KINDS:
@@ -144,12 +198,12 @@ def denoise(
         shape = t.shape
         if t.ndim == 4:
             outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak, pd_stride=pd_stride,
-                            strength=strength)
+                            strength=strength, noise_scale=noise_scale)
                     for i in range(t.shape[0])]
             return torch.stack(outs).to(image.dtype)
         arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
         res = denoise(arr, sigma, model, tile, return_info, backend=backend, noise=noise, peak=peak,
-                      pd_stride=pd_stride, strength=strength)
+                      pd_stride=pd_stride, strength=strength, noise_scale=noise_scale)
         out_arr, info = res if return_info else (res, None)
         out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
         out = out.reshape(shape).to(image.dtype)
@@ -172,6 +226,14 @@ def denoise(
         raise InputError(f"unsupported array dtype {dtype}")
     color = x.ndim == 3
     meta: dict[str, Any] = {}
+    estimate, routed = None, []
+    if noise == "auto":
+        noise = "gaussian"
+        if model is None and color and sigma is None and CAMERA_MODEL in shipped_models():
+            estimate = estimate_noise_level(x)
+            if estimate.correlated >= 0.5:
+                model = CAMERA_MODEL
+                routed = ["the noise is spatially correlated, as a camera's: used the camera model"]
     if isinstance(model, nn.Module):
         net, name = model.eval(), type(model).__name__
     else:
@@ -181,19 +243,19 @@ def denoise(
     # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request
     inplace = (overwrite_input or x is not a) and strength == 1  # below 1 the noisy image is needed after
 
-    def gaussian(img: np.ndarray, level: float) -> np.ndarray:
-        forward = None if backend == "eager" else get_forward(net, backend, level)
+    def gaussian(img: np.ndarray, level: float | NoiseLevel) -> np.ndarray:
+        forward = None if backend == "eager" else get_forward(net, backend)
         return apply_model(net, img, level, working_tile(net, tile), progress, forward, inplace=inplace)
 
-    def real(img: np.ndarray, level: float) -> np.ndarray:
+    def real(img: np.ndarray, level: float | NoiseLevel) -> np.ndarray:
         from deepdenoise.realnoise import pd_denoise
 
-        forward = None if backend == "eager" else get_forward(net, backend, level)
+        forward = None if backend == "eager" else get_forward(net, backend)
         tile_ = working_tile(net, tile)
         return pd_denoise(lambda im, tick: apply_model(net, im, level, tile_, tick, forward, inplace=True),
                           img, pd_stride, progress=progress)
 
-    extra: dict[str, Any] = {"noise": noise}
+    extra: dict[str, Any] = {"noise": noise, "noise_scale": float(noise_scale)}
     if noise == "poisson":
         from deepdenoise.poisson import NoiseModel, denoise_stabilised, estimate_noise_model
 
@@ -206,12 +268,15 @@ def denoise(
     elif noise == "real":  # the level of the sub-images, where the noise is nearly white
         if training_noise(meta) == "camera":
             pd_stride = 1  # the model learned camera noise itself: pixel-shuffling would only hurt
-        used_sigma = sigma if sigma is not None else estimate_sigma(x[::pd_stride, ::pd_stride])
-        den = real(x, used_sigma)
-        extra.update(pd_stride=pd_stride)
+        level = noise_level_for(net, x, sigma, noise_scale, pd_stride)
+        den = real(x, level)
+        extra.update(pd_stride=pd_stride, **level_info(level))
+        used_sigma = typical_level(level)
     else:
-        used_sigma = sigma if sigma is not None else estimate_sigma(x)
-        den = gaussian(x, used_sigma)
+        level = noise_level_for(net, x, sigma, noise_scale, estimate=estimate)
+        den = gaussian(x, level)
+        extra.update(level_info(level))
+        used_sigma = typical_level(level)
     if strength < 1:
         den = keep_grain(x, den, float(strength))
         extra.update(strength=float(strength))
@@ -223,6 +288,6 @@ def denoise(
         result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
     info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend,
-            "notes": range_notes(meta, float(used_sigma), "stabilised noise level" if noise == "poisson"
-                                 else "noise level"), **extra}
+            "notes": routed + range_notes(meta, float(used_sigma), "stabilised noise level" if noise == "poisson"
+                                          else "noise level"), **extra}
     return (result, info) if return_info else result

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # torch loads lazily: the CLI imports the backend names befor
     import torch
     from torch import nn
 
+    from deepdenoise.noiselevel import NoiseLevel
+
 BACKENDS = ("auto", "eager", "folded", "bf16", "onnxruntime", "int8")
 DEFAULT_BACKEND = "auto"
 
@@ -92,44 +94,44 @@ def resolve_backend(model: nn.Module, backend: str) -> str:
 
 
 def make_forward(model: nn.Module, backend: str = "eager",
-                 sigma: float | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """A forward function x: [1, C, H, W] -> [1, C, H, W] for ``backend``; returns (fn, backend used)."""
+                 sigma: float | NoiseLevel | None = None) -> tuple[Callable[..., torch.Tensor], str]:
+    """A forward function ``f(x, sigma=sigma)``, x: [1, C, H, W] -> [1, C, H, W], for ``backend``;
+    returns (f, backend used). The prepared network does not depend on the level: ``sigma`` here is
+    only the default of the call's, and a noise-level function becomes each tile's map."""
     import torch
+
+    from deepdenoise.noiselevel import sigma_input
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     backend = resolve_backend(model, backend)
+    default = sigma
     if backend == "eager":
         net = model.eval()
 
-        def eager(x: torch.Tensor) -> torch.Tensor:
+        def eager(x: torch.Tensor, sigma: float | NoiseLevel | None = default) -> torch.Tensor:
             with torch.inference_mode():
-                return net(x, sigma)
+                return net(x, sigma_input(net, x, sigma))
 
         return eager, "eager"
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "int8"):
         from deepdenoise.export import onnx_forward
 
-        return onnx_forward(model, sigma), "onnxruntime"
-    if backend == "int8":
-        from deepdenoise.export import onnx_forward
-
-        return onnx_forward(model, sigma, int8=True), "int8"
-    net = fold_batchnorm(model)
+        return onnx_forward(model, sigma, int8=backend == "int8"), backend
+    net = fold_batchnorm(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if backend == "bf16" and cpu_bf16_available():
-        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-        def bf16(x: torch.Tensor) -> torch.Tensor:
+        def bf16(x: torch.Tensor, sigma: float | NoiseLevel | None = default) -> torch.Tensor:
+            s = sigma_input(model, x, sigma)
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-                y = net(x.contiguous(memory_format=torch.channels_last), sigma)
+                y = net(x.contiguous(memory_format=torch.channels_last), s)
             return y.float().contiguous()
 
         return bf16, "bf16"
 
-    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-
-    def folded_fn(x: torch.Tensor) -> torch.Tensor:
+    def folded_fn(x: torch.Tensor, sigma: float | NoiseLevel | None = default) -> torch.Tensor:
+        s = sigma_input(model, x, sigma)
         with torch.inference_mode():
-            return net(x.contiguous(memory_format=torch.channels_last), sigma).contiguous()
+            return net(x.contiguous(memory_format=torch.channels_last), s).contiguous()
 
     return folded_fn, "folded"

@@ -28,6 +28,11 @@ class TrainConfig:
     camera_shot_max: float = 0.1  # camera noise: shot (variance per unit of linear light), uniform in [0, max]
     camera_read_max: float = 0.025  # camera noise: read noise std, uniform in [0, max]
     camera_jpeg: float = 0.0  # camera noise: fraction of patches saved as JPEG (quality 75-95)
+    camera_isp: bool = False  # camera noise: random white balance, colour matrix and tone curve per patch
+    camera_mix: float = 0.0  # camera noise: fraction of patches given Gaussian noise instead (keeps that skill)
+    noise_maps: str = "constant"  # Gaussian noise: "constant" (one sigma per patch) or "varying" (see noise.py)
+    map_jitter: float = 0.0  # noise-map models: the map they are given is off by exp(N(0, jitter)) per patch
+    map_partial: float = 0.0  # noise-map models: fraction of patches told a lower level, to remove only that much
     epochs: int = 30
     steps_per_epoch: int | None = None  # default: all patches once (patches), 1000 (images)
     lr: float = 1e-3
@@ -55,6 +60,12 @@ class TrainConfig:
         cfg = cls(**d)
         if cfg.noise not in ("gaussian", "camera"):
             raise DeepDenoiseError(f"noise must be 'gaussian' or 'camera' (got {cfg.noise!r})")
+        if cfg.noise_maps not in ("constant", "varying"):
+            raise DeepDenoiseError(f"noise_maps must be 'constant' or 'varying' (got {cfg.noise_maps!r})")
+        if not 0 <= cfg.map_partial <= 1:
+            raise DeepDenoiseError(f"map_partial must be between 0 and 1 (got {cfg.map_partial})")
+        if not 0 <= cfg.camera_mix <= 1:
+            raise DeepDenoiseError(f"camera_mix must be between 0 and 1 (got {cfg.camera_mix})")
         if cfg.noise == "camera" and not cfg.color:
             raise DeepDenoiseError("noise: camera simulates a colour (Bayer) sensor; it needs color: true")
         return cfg

@@ -2,8 +2,8 @@
 
 Batch norm is folded first. ``int8=True`` exports the int8 network of :mod:`deepdenoise.quant`
 instead (QuantizeLinear/DequantizeLinear pairs; needs the model's int8 calibration). Noise-map
-models take a second input, ``sigma`` [B] (0-255 scale), expanded to the constant map inside the
-graph. Padding to the network's size multiple (U-Net) stays outside the
+models take a second input, ``sigma`` [B, M, H, W]: the noise-level map (0-255 scale), at the
+image's resolution. Padding to the network's size multiple (U-Net) stays outside the
 graph, in the caller (:func:`onnx_forward`), so the graph has no shape arithmetic and any
 height/width that is a multiple works.
 
@@ -20,17 +20,20 @@ import io
 import json
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from deepdenoise.backends import fold_batchnorm
 from deepdenoise.errors import DeepDenoiseError
 from deepdenoise.models.padding import pad_to_multiple
+
+if TYPE_CHECKING:
+    from deepdenoise.noiselevel import NoiseLevel
 
 
 class _Graph(nn.Module):
@@ -66,8 +69,10 @@ def onnx_bytes(model: nn.Module, opset: int = 17, int8: bool = False) -> bytes:
     axes: dict[str, dict[int, str]] = {"noisy": {0: "batch", 2: "height", 3: "width"},
                                        "denoised": {0: "batch", 2: "height", 3: "width"}}
     if takes_sigma(model):
-        args, names = (dummy, torch.tensor([25.0])), ["noisy", "sigma"]  # sigma: [B]
-        axes["sigma"] = {0: "batch"}
+        maps = int(model.config.map_channels)  # type: ignore[union-attr,arg-type]
+        smap = torch.full((1, maps, dummy.shape[2], dummy.shape[3]), 25.0)  # [1, M, H, W]
+        args, names = (dummy, smap), ["noisy", "sigma"]
+        axes["sigma"] = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
@@ -84,7 +89,7 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | Path, int8: 
     atomic_write_bytes(p, onnx_bytes(model, int8=int8))
     info = {"architecture": meta.get("architecture"), "config": meta.get("config"),
             "size_multiple": int(getattr(model, "multiple", 1)), "input": "noisy [B, C, H, W] float32 in [0, 1]"
-            + (", sigma [B] float32 on the 0-255 scale" if takes_sigma(model) else ""),
+            + (", sigma [B, M, H, W] float32: the noise-level map, 0-255 scale" if takes_sigma(model) else ""),
             "output": "denoised [B, C, H, W]", "source": meta.get("training", {}).get("command"),
             "precision": "int8 (coarse levels) + fp32 (finest level)" if int8 else "fp32"}
     atomic_write_text(p.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
@@ -149,43 +154,53 @@ def cached_graph(model: nn.Module, int8: bool, refresh: bool = False) -> bytes:
     return graph
 
 
-_SESSIONS: dict[tuple[int, bool], tuple[nn.Module, Any]] = {}
+_SESSIONS: OrderedDict[str, Any] = OrderedDict()  # graph key -> onnxruntime session, least recent first
+SESSIONS_KEEP = 4
 
 
 def _session(model: nn.Module, ort: Any, int8: bool) -> Any:
-    """One onnxruntime session per model (a noise-map model's sigma is an input, not a new graph)."""
-    key = (id(model), int8)
-    if key not in _SESSIONS:
-        graph = cached_graph(model, int8)  # before evicting: a model without calibration fails here
-        try:
-            session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-        except Exception:  # a damaged cache file (onnxruntime raises its own types): export afresh
-            session = ort.InferenceSession(cached_graph(model, int8, refresh=True),
-                                           providers=["CPUExecutionProvider"])
-        if len(_SESSIONS) >= 4:
-            _SESSIONS.pop(next(iter(_SESSIONS)))
-        _SESSIONS[key] = (model, session)
-    return _SESSIONS[key][1]
+    """One onnxruntime session per graph, keyed by its content (weights, config, int8 ranges), not
+    by the module's ``id()``, which Python hands to the next module once this one is freed."""
+    key = graph_key(model, int8) + ("-int8" if int8 else "")
+    if key in _SESSIONS:
+        _SESSIONS.move_to_end(key)
+        return _SESSIONS[key]
+    graph = cached_graph(model, int8)  # before evicting: a model without calibration fails here
+    try:
+        session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    except Exception:  # a damaged cache file (onnxruntime raises its own types): export afresh
+        session = ort.InferenceSession(cached_graph(model, int8, refresh=True), providers=["CPUExecutionProvider"])
+    _SESSIONS[key] = session
+    while len(_SESSIONS) > SESSIONS_KEEP:
+        _SESSIONS.popitem(last=False)
+    return session
 
 
-def onnx_forward(model: nn.Module, sigma: float | None = None,
-                 int8: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x: [1, C, H, W] -> [1, C, H, W] through onnxruntime on the CPU (noise-map models need sigma)."""
+def onnx_forward(model: nn.Module, sigma: float | NoiseLevel | None = None,
+                 int8: bool = False) -> Callable[..., torch.Tensor]:
+    """``f(x, sigma=sigma)``, x: [1, C, H, W] -> [1, C, H, W], through onnxruntime on the CPU
+    (noise-map models need a level: a number or a noise-level function, made into the map input)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise DeepDenoiseError("the onnxruntime backend needs: pip install onnxruntime onnx") from None
-    if takes_sigma(model) and sigma is None:
-        raise DeepDenoiseError("this model needs a noise level: pass sigma (0-255 scale)")
+    from deepdenoise.noiselevel import sigma_input
+
     session = _session(model, ort, int8)
     mult = int(getattr(model, "multiple", 1))
+    maps = int(getattr(getattr(model, "config", None), "map_channels", 1))
+    default = sigma
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, sigma: float | NoiseLevel | None = default) -> torch.Tensor:
+        if takes_sigma(model) and sigma is None:
+            raise DeepDenoiseError("this model needs a noise level: pass sigma (0-255 scale)")
         h, w = x.shape[2], x.shape[3]
         xp = pad_to_multiple(x, mult)  # [1, C, H', W']
         feed = {"noisy": xp.contiguous().numpy()}
         if takes_sigma(model):
-            feed["sigma"] = np.full((xp.shape[0],), sigma, dtype=np.float32)  # [B]
+            s = sigma_input(model, x, sigma)
+            smap = s if isinstance(s, torch.Tensor) else torch.full((x.shape[0], maps, h, w), float(s or 0.0))
+            feed["sigma"] = pad_to_multiple(smap.float(), mult).contiguous().numpy()  # [1, M, H', W']
         y = session.run(None, feed)[0]
         return torch.from_numpy(y)[:, :, :h, :w]
 

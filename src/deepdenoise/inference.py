@@ -8,22 +8,27 @@ whole-image inference up to float rounding, and memory is bounded by the tile si
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from deepdenoise.noiselevel import MAP_BLUR, NoiseLevel, sigma_input, takes_map
+
 DEFAULT_TILE = 512
+Forward = Callable[[torch.Tensor, Any], torch.Tensor]  # f(x [1, C, H, W], level) -> [1, C, H, W]
 
 
-def run_model(model: nn.Module, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+def run_model(model: nn.Module, x: torch.Tensor, sigma: float | NoiseLevel | None = None) -> torch.Tensor:
     """One forward pass in fp32 eager, no grad. x: [B, C, H, W] -> [B, C, H, W]."""
     with torch.inference_mode():
-        return model(x, sigma)
+        return model(x, sigma_input(model, x, sigma))
 
 
 def margin_for(model: nn.Module) -> int:
-    r = int(getattr(model, "receptive_radius", 32))
+    """Context around each tile: the receptive radius, plus the reach of a per-pixel noise map."""
+    r = int(getattr(model, "receptive_radius", 32)) + (MAP_BLUR if takes_map(model) else 0)
     mult = int(getattr(model, "multiple", 1))
     return int(np.ceil(r / mult) * mult)
 
@@ -40,9 +45,9 @@ def working_tile(model: nn.Module, tile: int | None) -> int | None:
 
 
 def denoise_tensor(
-    model: nn.Module, x: torch.Tensor, sigma: float | None = None, tile: int | None = DEFAULT_TILE,
+    model: nn.Module, x: torch.Tensor, sigma: float | NoiseLevel | None = None, tile: int | None = DEFAULT_TILE,
     progress: Callable[[int, int], None] | None = None,
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = None, out: torch.Tensor | None = None,
+    forward: Forward | None = None, out: torch.Tensor | None = None,
     margin: int | None = None,
 ) -> torch.Tensor:
     """Denoise x: [1, C, H, W] in [0, 1]; tiled when larger than ``tile`` (None: never tile).
@@ -52,8 +57,14 @@ def denoise_tensor(
     may be ``x`` itself: the image is then denoised in place, band by band, keeping a copy of
     only the noisy rows the next band still needs as context (no second full-size buffer).
     ``margin`` overrides the context for a ``forward`` that sees further than the model (PD).
+    ``forward(tile, sigma)`` is a prepared forward (:func:`deepdenoise.backends.make_forward`); a
+    noise-level function becomes each tile's own map inside it.
     """
-    fwd = forward or (lambda t: run_model(model, t.contiguous(), sigma))
+    run: Forward = forward or (lambda t, s: run_model(model, t.contiguous(), s))
+
+    def fwd(t: torch.Tensor) -> torch.Tensor:
+        return run(t, sigma)
+
     _, c, h, w = x.shape
     if out is None:
         out = torch.empty(x.shape, dtype=torch.float32)
@@ -86,10 +97,10 @@ def tensor_view(image: np.ndarray) -> torch.Tensor:
     return t[None, None] if image.ndim == 2 else t.permute(2, 0, 1)[None]
 
 
-def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
+def apply_model(model: nn.Module, image: np.ndarray, sigma: float | NoiseLevel | None = None,
                 tile: int | None = DEFAULT_TILE,
                 progress: Callable[[int, int], None] | None = None,
-                forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                forward: Forward | None = None,
                 inplace: bool = False, margin: int | None = None) -> np.ndarray:
     """Denoise a float [H, W] or [H, W, 3] array with ``model``.
 
@@ -99,7 +110,8 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | None = None,
     channels = int(getattr(getattr(model, "config", None), "channels", 1))
     color = image.ndim == 3
     if color and channels == 1:
-        planes = [apply_model(model, image[:, :, k], sigma, tile, progress, forward, margin=margin)
+        planes = [apply_model(model, image[:, :, k], sigma.channel(k) if isinstance(sigma, NoiseLevel) else sigma,
+                              tile, progress, forward, margin=margin)
                   for k in range(image.shape[2])]
         return np.stack(planes, axis=-1)
     if not color and channels == 3:

@@ -7,8 +7,11 @@ Randomness is explicit: pass a seed or a ``torch.Generator``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def make_generator(seed: int | torch.Generator | None, device: str | torch.device = "cpu") -> torch.Generator:
@@ -57,3 +60,40 @@ def estimate_sigma(image: np.ndarray | torch.Tensor) -> float:
         hh = (p[0::2, 0::2] - p[0::2, 1::2] - p[1::2, 0::2] + p[1::2, 1::2]) * 0.5  # [H/2, W/2]
         sig.append(float(np.median(np.abs(hh))) / 0.6745)
     return float(np.mean(sig) * 255.0)
+
+
+def local_std(residual: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per-channel local standard deviation of a zero-mean residual [B, C, H, W] (0-255 scale):
+    what a noise-level map says about each pixel when the noise is known (training targets)."""
+    r2 = F.avg_pool2d(residual.float() ** 2, window, stride=1, padding=window // 2,
+                      count_include_pad=False)  # [B, C, H, W]
+    return r2.sqrt() * 255.0
+
+
+def random_noise_maps(clean: torch.Tensor, g: torch.Generator, lo: float, hi: float, batch: int | None = None,
+                      shard: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Noise-level maps [B, C, P, P] (0-255) for a batch of clean patches [B, C, P, P], so a
+    noise-map model learns to follow the map rather than one number per image.
+
+    Each patch draws one of four kinds (FFDNet trains on uniform maps; camera noise is neither
+    uniform nor the same in every channel): 40% one level everywhere; 20% one level per channel
+    (factor 0.6-1.4 each); 20% a smooth random field (a 3x3 grid of levels, bilinear); 20% a
+    level that grows with brightness, sigma(x) = s * sqrt(k + (1 - k) * 2x), as photon noise does.
+    Every draw comes from ``g`` for the whole ``batch`` (default: this one) and is then ``shard``-ed,
+    so any world size sees the same maps.
+    """
+    b, c, p, _ = clean.shape
+    n, cut = batch or b, shard or (lambda t: t)
+    base = cut(lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=g))  # [B, 1, 1, 1]
+    kind = cut(torch.randint(0, 10, (n,), generator=g))  # [B]: 0-3 constant, 4-5 per channel, 6-7 field, 8-9 brightness
+    per_channel = cut(0.6 + 0.8 * torch.rand(n, c, 1, 1, generator=g))  # [B, C, 1, 1]
+    grid = cut(lo + (hi - lo) * torch.rand(n, 1, 3, 3, generator=g))  # [B, 1, 3, 3]
+    k = cut(0.1 + 0.9 * torch.rand(n, 1, 1, 1, generator=g))  # [B, 1, 1, 1]
+    field = F.interpolate(grid, size=(p, p), mode="bilinear", align_corners=True)  # [B, 1, P, P]
+    bright = F.avg_pool2d(clean.float().cpu(), 5, stride=1, padding=2, count_include_pad=False)  # [B, C, P, P]
+    shaped = base * (k + (1 - k) * 2 * bright.clamp(0, 1)).sqrt()  # [B, C, P, P]
+    kind = kind.reshape(b, 1, 1, 1)
+    maps = torch.where(kind < 4, base.expand(b, c, p, p), base * per_channel.expand(b, c, p, p))
+    maps = torch.where((kind >= 6) & (kind < 8), field.expand(b, c, p, p) * per_channel, maps)
+    maps = torch.where(kind >= 8, shaped, maps)
+    return maps.clamp(0, 255).to(clean.device)  # [B, C, P, P]

@@ -31,10 +31,11 @@ class DenoiseOptions:
     tile: int | None = 512
     gray: bool = False  # colour images processed as luminance
     backend: str = DEFAULT_BACKEND
-    noise: str = "gaussian"  # or 'poisson' (photon-limited images), 'real' (camera photos: PD)
+    noise: str = "auto"  # or 'gaussian', 'poisson' (photon-limited images), 'real' (camera photos: PD)
     peak: float | None = None  # photons at full scale (noise='poisson'); None: estimate
     pd_stride: int = 2  # noise='real': pixel-shuffle stride
     strength: float = 1.0  # fraction of the luminance noise removed (colour noise: all of it)
+    noise_scale: float = 1.0  # multiplies the level the model is given (estimated or sigma)
 
 
 def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
@@ -75,7 +76,7 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
             frames[i], info = denoise(frames[i], sigma=opts.sigma, model=opts.model, tile=tile, return_info=True,
                                       progress=tick, backend=opts.backend, overwrite_input=True,  # in place
                                       noise=opts.noise, peak=opts.peak, pd_stride=opts.pd_stride,
-                                      strength=opts.strength)
+                                      strength=opts.strength, noise_scale=opts.noise_scale)
             infos.append(info)
     finally:
         if bar is not None:
@@ -94,8 +95,9 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
     info["seconds"] = time.perf_counter() - t0  # the denoising alone: no reading, writing or imports
     info["megapixels"] = frames.shape[0] * frames.shape[1] * frames.shape[2] / 1e6
     write_image(dst, img, overwrite=overwrite)
-    if img.camera and opts.noise == "gaussian":  # demosaiced sensor noise: blotchy, not white
-        info["notes"].append(f"taken with a camera ({img.camera}): if grain remains, try --noise real")
+    if img.camera and opts.noise in ("auto", "gaussian") and info["model"] != "camera":
+        info["notes"].append(f"taken with a camera ({img.camera}): if grain remains, try --model camera "
+                             "or --noise-scale 1.5")
     info["notes"] = img.notes + info["notes"]
     return info
 
@@ -112,6 +114,10 @@ def _float_span(img: ImageData) -> tuple[float, float] | None:
 
 def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
     how = "estimated" if info["sigma_estimated"] else "given"
+    if info.get("noise_level"):
+        how += ", per brightness and channel"
+    if info.get("noise_scale", 1.0) != 1.0:
+        how += f", x{info['noise_scale']:g}"
     if info.get("noise") == "poisson":
         how = (f"stabilised; Poisson peak {info['peak']:.3g} photons, read noise {info['read_sigma']:.2g}, "
                + ("estimated" if info["sigma_estimated"] else "given"))

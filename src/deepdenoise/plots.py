@@ -203,3 +203,28 @@ def runs_curve(logs: dict[str, list[Path]], out: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def plot_noise_levels(items: list[tuple[str, Any]], out: str | Path) -> None:
+    """One panel per image: its estimated noise level against brightness, a line per channel."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(items), figsize=(4.2 * len(items), 3.4), squeeze=False)
+    colors = {1: ["0.2"], 3: ["tab:red", "tab:green", "tab:blue"]}
+    for ax, (name, level) in zip(axes[0], items):
+        d = level.to_dict()
+        names = ["gray"] if len(d["levels"]) == 1 else ["R", "G", "B"]
+        for row, label, color in zip(d["levels"], names, colors.get(len(d["levels"]), ["0.2"] * 3)):
+            ax.plot(d["knots"], row, "o-", color=color, label=label, ms=3)
+        ax.bar(d["knots"], np.asarray(d["weights"]) * max(max(r) for r in d["levels"]), width=0.1,
+               color="0.85", zorder=0, label="share of pixels")
+        ax.set_title(f"{Path(name).name}: typical {d['typical']:.1f}", fontsize=9)
+        ax.set_xlabel("brightness")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("noise std (0-255)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -79,18 +79,65 @@ def demosaic_bilinear(raw: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
+@dataclass(frozen=True)
+class CameraISP:
+    """A camera's processing after the sensor, per image [B]: white-balance gains for red and blue
+    ``wb`` [B, 2], colour-matrix saturation ``sat`` [B] (M = (1 + s) I - s/3, rows summing to 1,
+    so grey stays grey) and a tone exponent ``tone`` [B] on the sRGB curve. White balance and the
+    colour matrix amplify the sensor noise unequally per channel, which is why blue is often the
+    noisiest channel of a photo and why its noise is coloured (Brooks et al. 2019, CBDNet)."""
+
+    wb: torch.Tensor
+    sat: torch.Tensor
+    tone: torch.Tensor
+
+    @staticmethod
+    def draw(g: torch.Generator, batch: int) -> CameraISP:
+        wb = torch.stack([1.6 + torch.rand(batch, generator=g), 1.3 + 0.9 * torch.rand(batch, generator=g)], 1)
+        return CameraISP(wb, 0.5 * torch.rand(batch, generator=g), 0.8 + 0.4 * torch.rand(batch, generator=g))
+
+    def matrices(self) -> torch.Tensor:
+        """The colour matrices [B, 3, 3]."""
+        eye = torch.eye(3).expand(len(self.sat), 3, 3)
+        s = self.sat.reshape(-1, 1, 1)
+        return (1 + s) * eye - s / 3
+
+    def gains(self) -> torch.Tensor:
+        """White-balance gains [B, 3, 1, 1] (green 1)."""
+        one = torch.ones(len(self.sat))
+        return torch.stack([self.wb[:, 0], one, self.wb[:, 1]], 1).reshape(-1, 3, 1, 1)
+
+    def shard(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> CameraISP:
+        return CameraISP(fn(self.wb), fn(self.sat), fn(self.tone))
+
+
+def _mix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image colour matrix m [B, 3, 3] applied to x [B, 3, H, W]."""
+    return torch.einsum("bij,bjhw->bihw", m.to(x), x)
+
+
 def camera_pipeline(
-    x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, z: torch.Tensor
+    x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, z: torch.Tensor, isp: CameraISP | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(noisy, reference) for clean sRGB x: [B, 3, H, W], per-image ``shot`` and ``read`` [B] and
-    standard normal draws z: [B, 1, H, W] (one per Bayer sample)."""
+    standard normal draws z: [B, 1, H, W] (one per Bayer sample). With ``isp`` the clean image is
+    first taken back to the sensor (inverse colour matrix, inverse white balance), and the noisy
+    mosaic is processed forward again (demosaic, white balance, colour matrix, tone)."""
     lin = srgb_to_linear(x.float())  # [B, 3, H, W]
+    if isp is not None:
+        lin = (_mix(torch.linalg.inv(isp.matrices()), lin) / isp.gains().to(lin)).clamp(0, 1)  # sensor RGB
     m = bayer_masks(x.shape[2], x.shape[3]).to(lin)[None]  # [1, 3, H, W]
     raw = (lin * m).sum(1, keepdim=True)  # [B, 1, H, W]
     std = (shot.reshape(-1, 1, 1, 1) * raw + read.reshape(-1, 1, 1, 1) ** 2).sqrt()  # [B, 1, H, W]
-    noisy = linear_to_srgb(demosaic_bilinear(raw + std * z))  # [B, 3, H, W]
-    reference = linear_to_srgb(demosaic_bilinear(raw))  # [B, 3, H, W]
-    return noisy, reference
+
+    def develop(mosaic: torch.Tensor) -> torch.Tensor:
+        rgb = demosaic_bilinear(mosaic)  # [B, 3, H, W]
+        if isp is None:
+            return linear_to_srgb(rgb)
+        rgb = _mix(isp.matrices(), rgb * isp.gains().to(rgb))
+        return linear_to_srgb(rgb) ** isp.tone.reshape(-1, 1, 1, 1).to(rgb)
+
+    return develop(raw + std * z), develop(raw)
 
 
 def simulate_camera(
@@ -113,23 +160,27 @@ def simulate_camera(
 
 def camera_training_batch(
     clean: torch.Tensor, g: torch.Generator, batch: int, shard: Callable[[torch.Tensor], torch.Tensor],
-    shot_max: float, read_max: float, jpeg_prob: float = 0.0,
+    shot_max: float, read_max: float, jpeg_prob: float = 0.0, isp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(reference, noisy, sigma [b]) for a training batch of clean sRGB patches [b, 3, P, P]: shot
-    and read uniform in [0, max] per patch, a fraction ``jpeg_prob`` saved as JPEG of quality 75-95.
-    Every draw is made for the whole ``batch`` and then ``shard``-ed, so any world size sees the same
-    data. sigma is each patch's measured noise level (0-255), for noise-level-aware models."""
+    """(reference, noisy, sigma map [b, 3, P, P]) for a training batch of clean sRGB patches
+    [b, 3, P, P]: shot and read uniform in [0, max] per patch, a fraction ``jpeg_prob`` saved as
+    JPEG of quality 75-95 and, with ``isp``, a random white balance, colour matrix and tone curve
+    per patch. Every draw is made for the whole ``batch`` and then ``shard``-ed, so any world size
+    sees the same data. The map is the noise's local standard deviation per channel (0-255), what
+    a noise-map model is given for a photo whose noise level function was estimated."""
+    from deepdenoise.noise import local_std
+
     p = clean.shape[-1]
     shot = shard(torch.rand(batch, generator=g) * shot_max).to(clean.device)  # [b]
     read = shard(torch.rand(batch, generator=g) * read_max).to(clean.device)  # [b]
     z = shard(torch.randn((batch, 1, p, p), generator=g)).to(clean.device)  # [b, 1, P, P]
     quality = shard(75 + torch.randint(0, 21, (batch,), generator=g))  # [b]
     use_jpeg = shard(torch.rand(batch, generator=g) < jpeg_prob)  # [b]
-    noisy, reference = camera_pipeline(clean, shot, read, z)  # [b, 3, P, P] each
+    proc = CameraISP.draw(g, batch).shard(shard) if isp else None
+    noisy, reference = camera_pipeline(clean, shot, read, z, proc)  # [b, 3, P, P] each
     for i in torch.nonzero(use_jpeg).flatten().tolist():
         noisy[i] = _jpeg(noisy[i:i + 1].cpu(), int(quality[i]))[0].to(noisy.device)
-    sigma = (noisy - reference).flatten(1).std(1) * 255  # [b]
-    return reference, noisy, sigma
+    return reference, noisy, local_std(noisy - reference)  # sigma map: [b, 3, P, P]
 
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from deepdenoise.errors import DeepDenoiseError
 from deepdenoise.hub import atomic_write_text, save_weights
 from deepdenoise.metrics import batch_psnr
 from deepdenoise.models import create_model
-from deepdenoise.noise import add_gaussian_noise
+from deepdenoise.noise import add_gaussian_noise, local_std, random_noise_maps
 
 LOG_FIELDS = ["epoch", "step", "loss", "val_psnr_noisy", "val_psnr", "lr", "epoch_seconds",
               "elapsed_seconds", "patches_per_s"]
@@ -113,6 +114,7 @@ class Validator:
         path = Path(cfg.val) if cfg.val else Path(cfg.data) / ("test_color.npy" if cfg.color else "test.npy")
         self.device = device
         self.clean: torch.Tensor | None = None
+        self.maps: torch.Tensor | None = None
         self.sigma = cfg.val_sigma if cfg.val_sigma is not None else (25.0 if cfg.sigma_max else cfg.sigma)
         if not path.exists():
             print(f"note: no validation patches at {path}; validation PSNR skipped", file=sys.stderr)
@@ -127,6 +129,7 @@ class Validator:
             from deepdenoise.realnoise import CameraNoise, simulate_camera
 
             self.noisy, self.clean = simulate_camera(self.clean, CameraNoise(0.04, 0.01), seed=12345)
+            self.maps = local_std(self.noisy - self.clean)  # [N, C, P, P]: what a noise-map model is given
         self.psnr_noisy = float(batch_psnr(self.noisy, self.clean).mean())
 
     @torch.no_grad()
@@ -138,7 +141,7 @@ class Validator:
         for i in range(0, len(self.clean), 1024):
             y = self.noisy[i:i + 1024].to(self.device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(y, self.sigma)
+                out = model(y, self.sigma if self.maps is None else self.maps[i:i + 1024].to(self.device))
             scores.append(batch_psnr(out.float(), self.clean[i:i + 1024].to(self.device)).cpu())
         model.train()
         return float(torch.cat(scores).mean())
@@ -149,26 +152,74 @@ def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, d
     """(clean, noisy, sigma) for this rank at ``step``: a pure function of (seed, step).
 
     The global batch's noise is drawn whole and then sharded, so any world size sees the same data.
-    Blind recipes draw sigma per patch, uniform in [sigma, sigma_max]; sigma is returned per patch [B].
+    Blind recipes draw sigma per patch, uniform in [sigma, sigma_max]; sigma is returned per patch
+    [B], or as a per-pixel map [B, C, P, P] with ``noise_maps: varying`` and for camera noise.
     """
     clean = source.batch(step, dist_info.rank, dist_info.world).to(device).float().div_(255.0)  # [b, C, P, P]
     g = step_generator(cfg.seed, step, 3)
+
+    def shard(t: torch.Tensor) -> torch.Tensor:
+        return t.chunk(dist_info.world)[dist_info.rank]
+
     if cfg.noise == "camera":  # the target is the noise-free pipeline's image
         from deepdenoise.realnoise import camera_training_batch
 
-        ref, noisy, sig = camera_training_batch(
-            clean, g, cfg.batch_size, lambda t: t.chunk(dist_info.world)[dist_info.rank],
-            cfg.camera_shot_max, cfg.camera_read_max, cfg.camera_jpeg)
-        return ref, noisy.contiguous(memory_format=torch.channels_last), sig
+        ref, noisy, sig = camera_training_batch(clean, g, cfg.batch_size, shard, cfg.camera_shot_max,
+                                                cfg.camera_read_max, cfg.camera_jpeg, cfg.camera_isp)
+        if cfg.camera_mix > 0:  # some patches keep plain Gaussian noise (varying maps)
+            pick = shard(torch.rand(cfg.batch_size, generator=g) < cfg.camera_mix).to(device).reshape(-1, 1, 1, 1)
+            _, g_noisy, g_map = _gaussian_batch(clean, cfg, g, shard, device, varying=True)
+            ref, noisy, sig = (torch.where(pick, clean, ref), torch.where(pick, g_noisy, noisy),
+                               torch.where(pick, g_map, sig))
+        clean, noisy = ref, noisy.contiguous(memory_format=torch.channels_last)
+        sigma: torch.Tensor | float = sig
+    else:
+        clean, noisy, sigma = _gaussian_batch(clean, cfg, g, shard, device, varying=cfg.noise_maps == "varying")
+    if cfg.map_jitter > 0:  # the level a photo's estimate gives is off by some percent: learn to cope
+        off = shard(torch.exp(cfg.map_jitter * torch.randn(cfg.batch_size, generator=g))).to(device)  # [b]
+        s = torch.as_tensor(sigma, dtype=torch.float32, device=device)
+        sigma = s * (off if s.ndim == 1 else off.reshape(-1, 1, 1, 1)) if s.ndim else s * off
+    return clean, noisy, sigma
+
+
+def _gaussian_batch(clean: torch.Tensor, cfg: TrainConfig, g: torch.Generator,
+                    shard: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                    varying: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+    """(target, noisy, sigma) with Gaussian noise on ``clean`` [b, C, P, P]: one sigma, one per
+    patch, or a varying map per patch; with ``map_partial`` some patches are told a lower level."""
     sigma: torch.Tensor | float = cfg.sigma
-    if cfg.sigma_max is not None:
+    if varying:
+        sigma = random_noise_maps(clean, g, cfg.sigma, cfg.sigma_max or cfg.sigma, cfg.batch_size, shard)
+    elif cfg.sigma_max is not None:
         sig_all = cfg.sigma + (cfg.sigma_max - cfg.sigma) * torch.rand(cfg.batch_size, generator=g)  # [B]
-        sigma = sig_all.chunk(dist_info.world)[dist_info.rank].to(device)  # [b]
-    noise_all = torch.randn((cfg.batch_size, *clean.shape[1:]), generator=g)  # [B, C, P, P]
-    noise = noise_all.chunk(dist_info.world)[dist_info.rank].to(device)  # [b, C, P, P]
-    s = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1, 1, 1, 1)
+        sigma = shard(sig_all).to(device)  # [b]
+    noise = shard(torch.randn((cfg.batch_size, *clean.shape[1:]), generator=g)).to(device)  # [b, C, P, P]
+    s = torch.as_tensor(sigma, device=device, dtype=torch.float32)
+    s = s if s.ndim == 4 else s.reshape(-1, 1, 1, 1)  # [b, C, P, P] or [b, 1, 1, 1]
+    if cfg.map_partial > 0:
+        return _partial(clean, noise, s, cfg.map_partial, cfg.batch_size, g, shard)
     noisy = (clean + noise * s / 255.0).contiguous(memory_format=torch.channels_last)
     return clean, noisy, sigma
+
+
+def _partial(clean: torch.Tensor, noise: torch.Tensor, s: torch.Tensor, fraction: float, batch: int,
+             g: torch.Generator, shard: Callable[[torch.Tensor], torch.Tensor],
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The level a user gives means how much noise to remove. A ``fraction`` of the patches are told
+    a level t = u * s below their noise s (u uniform in [0.2, 1]): their noise is the sum of a part
+    of std t and an independent rest of std sqrt(s^2 - t^2), and the target keeps the rest. The
+    other patches are told s and aim at the clean image. A model that must tell these apart from
+    the same noisy input follows its map (fine-tuned from a blind model, it would otherwise keep
+    estimating the level itself and ignore the map)."""
+    b = clean.shape[0]
+    pick = shard(torch.rand(batch, generator=g) < fraction).to(clean.device).reshape(-1, 1, 1, 1)
+    u = shard(0.2 + 0.8 * torch.rand(batch, generator=g)).to(clean.device).reshape(-1, 1, 1, 1)
+    rest = shard(torch.randn((batch, *clean.shape[1:]), generator=g)).to(clean.device)  # [b, C, P, P]
+    told = torch.where(pick, s * u, s).expand(b, *s.shape[1:])  # [b, 1 or C, 1 or P, 1 or P]
+    left = (s ** 2 - told ** 2).clamp_min(0).sqrt()
+    kept = rest * left / 255.0  # [b, C, P, P]: zero where the whole level was told
+    noisy = (clean + noise * told / 255.0 + kept).contiguous(memory_format=torch.channels_last)
+    return clean + kept, noisy, told.expand(b, clean.shape[1], *clean.shape[2:]).contiguous()
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from deepdenoise.cli.commands import (
     cmd_calibrate,
     cmd_denoise,
     cmd_download,
+    cmd_estimate,
     cmd_evaluate,
     cmd_export,
     cmd_figures,
@@ -45,6 +46,16 @@ def _strength(value: str) -> float:
         raise argparse.ArgumentTypeError(f"strength must be a number from 0 to 1, got '{value}'") from None
     if not 0 <= v <= 1:
         raise argparse.ArgumentTypeError(f"strength must be from 0 to 1, got {value}")
+    return v
+
+
+def _scale(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"noise scale must be a number, got '{value}'") from None
+    if not 0.05 <= v <= 20:
+        raise argparse.ArgumentTypeError(f"noise scale must be from 0.05 to 20, got {value}")
     return v
 
 
@@ -144,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record", action="store_true", help="store the PSNR table in a shipped model's metadata")
     s.add_argument("--backend", default="eager", choices=list(BACKENDS),
                    help="inference path (default eager fp32, the protocol's); others show their parity")
+    s.add_argument("--pairs", help="folder of real noisy/clean pairs: score the model on them, as a user runs it")
+    s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
+    s.add_argument("--noise-scale", dest="noise_scale", type=_scale, default=1.0,
+                   help="with --pairs: multiply the estimated noise level")
     s.add_argument("--json")
     s.set_defaults(func=cmd_evaluate)
 
@@ -152,16 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--sigma", type=_sigma, help="noise level (0-255; with --noise poisson the read noise); "
                    "estimated when omitted")
-    s.add_argument("--noise", choices=list(NOISE_KINDS), default="gaussian",
-                   help="poisson: photon-limited images (microscopy, astronomy, low light), stabilised first; "
-                   "real: camera photos (noise made blotchy by demosaicing/JPEG), pixel-shuffle down-sampling, "
-                   "5x the time")
+    s.add_argument("--noise", choices=list(NOISE_KINDS), default="auto",
+                   help="auto (default): white noise, or a camera's correlated grain (then the camera model); "
+                   "gaussian: white noise with the model you name; poisson: photon-limited images (microscopy, "
+                   "astronomy, low light), stabilised first; real: pixel-shuffle down-sampling, 5x the time")
     s.add_argument("--peak", type=_peak, help="with --noise poisson: photons at full scale; estimated when omitted")
     s.add_argument("--pd-stride", type=_stride, default=2,
                    help="with --noise real: sub-image stride (2; 3 for heavily compressed JPEGs)")
     s.add_argument("--strength", type=_strength, default=1.0,
                    help="fraction of the luminance noise removed, 0-1 (default 1); below 1 a little grain is "
                    "kept for a natural look. Colour noise is always removed")
+    s.add_argument("--noise-scale", dest="noise_scale", type=_scale, default=1.0,
+                   help="multiply the noise level the model is given (estimated or --sigma): 1.5 removes "
+                   "more, 0.7 keeps more detail (default 1)")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512,
@@ -171,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference backend (all within 0.02 dB of eager fp32)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_denoise)
+
+    s = sub.add_parser("estimate", help="the noise level of images: per channel, against brightness")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--plot", help="draw the noise-level functions into this PNG")
+    s.add_argument("--json", action="store_true", help="one JSON object per image")
+    s.set_defaults(func=cmd_estimate)
 
     s = sub.add_parser("figures", help="write the mission's three figures (PNG)")
     s.add_argument("--out", default="figs")
@@ -223,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pairs", help="folder of real noisy/clean pairs (e.g. ../shared/data/PolyU-Canon): "
+                   "our modes against OpenCV NL-means, CBM3D (best setting, an oracle) and DnCNN-S per channel")
+    s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
     s.add_argument("--json")
     s.add_argument("--markdown")
     s.add_argument("--plot")

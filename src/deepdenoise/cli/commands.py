@@ -81,6 +81,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     )
     from deepdenoise.hub import load_model
 
+    if a.pairs:
+        return _evaluate_pairs(a)
     sigmas = a.sigma or ([0.0] if a.noise == "poisson" else [15.0, 25.0, 50.0])
     if a.estimator:
         from deepdenoise.evaluate import evaluate_estimator, format_estimator_table
@@ -142,6 +144,29 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_pairs(a: argparse.Namespace) -> int:
+    """``evaluate --pairs DIR``: the model as a user runs it (level estimated) on real noisy/clean pairs."""
+    from deepdenoise.api import denoise
+    from deepdenoise.evaluate import write_json
+    from deepdenoise.realpairs import load_pairs, score_pairs
+
+    if a.dataset or a.patches or a.sigma or a.record or a.noise == "poisson":
+        raise DeepDenoiseError("--pairs takes no --dataset, --patches, --sigma, --record or --noise poisson")
+    data = load_pairs(a.pairs, a.pairs_glob, a.limit)
+    noise = "real" if a.noise == "real" else "auto"
+    backend = "auto" if a.backend == "eager" else a.backend
+    row = score_pairs(lambda y: denoise(y, model=a.model, noise=noise, backend=backend,
+                                        noise_scale=a.noise_scale), data)
+    row.update(model=a.model or "default", noise=noise, noise_scale=a.noise_scale, dataset=Path(a.pairs).name)
+    print(f"{'pairs':<16} {'model':<16} {'n':>4} {'PSNR noisy':>11} {'PSNR out':>9} {'SSIM out':>9} {'MP/s':>7}")
+    print(f"{row['dataset']:<16} {row['model']:<16} {row['images']:>4d} {row['psnr_noisy']:>11.2f} "
+          f"{row['psnr']:>9.2f} {row['ssim']:>9.4f} {row['mp_per_s']:>7.3f}")
+    if a.json:
+        write_json(a.json, [row], {"pairs": a.pairs, "protocol": "real noisy/clean pairs; the model as a user "
+                                   "runs it (noise level estimated); PSNR of the output clipped to [0, 1]"})
+    return 0
+
+
 def cmd_denoise(a: argparse.Namespace) -> int:
     from deepdenoise.pipeline import DenoiseOptions, denoise_path
 
@@ -149,7 +174,8 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--peak applies to --noise poisson")
     if a.pd_stride != 2 and a.noise != "real":
         raise DeepDenoiseError("--pd-stride applies to --noise real")
-    opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength)
+    opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,
+                          a.noise_scale)
     return denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs)
 
 
@@ -235,14 +261,16 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     from deepdenoise.benchmark import CLASSIC, format_markdown, machine_info, run_benchmark, scatter_plot
     from deepdenoise.hub import atomic_write_text, reference_dir, shipped_models
 
+    for out in (a.json, a.markdown, a.plot):
+        if out and not Path(out).resolve().parent.is_dir():  # found out before the run, not after it
+            raise DeepDenoiseError(f"{out}: its folder does not exist")
+    if a.pairs:
+        return _benchmark_pairs(a)
     methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]
     backends = a.backend.split(",")
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise DeepDenoiseError(f"unknown backend(s) {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
-    for out in (a.json, a.markdown, a.plot):
-        if out and not Path(out).resolve().parent.is_dir():  # found out before the run, not after it
-            raise DeepDenoiseError(f"{out}: its folder does not exist")
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores")
     ref = reference_dir(a.reference)
@@ -256,4 +284,70 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
                           + "`.\n\n" + table)
     if a.plot:
         scatter_plot(results, Path(a.plot))
+    return 0
+
+
+def _benchmark_pairs(a: argparse.Namespace) -> int:
+    """``benchmark --pairs DIR``: real noisy/clean pairs, our modes against the classic oracles."""
+    from deepdenoise.benchmark import machine_info
+    from deepdenoise.benchmark_real import (
+        PAIR_METHODS,
+        _cbm3d,
+        _ours,
+        format_pairs_markdown,
+        pairs_figure,
+        run_pairs_benchmark,
+    )
+    from deepdenoise.hub import atomic_write_text, reference_dir, shipped_models
+    from deepdenoise.realpairs import load_pairs
+
+    methods = a.methods.split(",") if a.methods else [*PAIR_METHODS, "default_color", "default_color+real",
+                                                       "fast_color", "camera"]
+    known = set(PAIR_METHODS) | {m for name in shipped_models() for m in (name, f"{name}+real")}
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise DeepDenoiseError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
+    data = load_pairs(a.pairs, a.pairs_glob, a.limit)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores; {len(data)} pairs from {a.pairs}")
+    rows = run_pairs_benchmark(data, methods, reference_dir(a.reference))
+    table = format_pairs_markdown(rows, Path(a.pairs).name, info)
+    print(table)
+    if a.json:
+        atomic_write_text(Path(a.json),
+                          json.dumps({"machine": info, "pairs": a.pairs, "results": rows}, indent=2) + "\n")
+    if a.markdown:
+        atomic_write_text(Path(a.markdown), "# Real noise: noisy/clean pairs\n\nGenerated by `deepdenoise "
+                          + " ".join(sys.argv[1:]) + "`.\n\n" + table)
+    if a.plot:
+        best = next((r for r in rows if r["method"] == "cbm3d"), None)
+        columns = [(f"CBM3D {best['settings']}", _cbm3d(float(best["settings"].split()[1])))] if best else []
+        pairs_figure(data, [*columns, ("ours (default)", _ours(None))], Path(a.plot))
+    return 0
+
+
+def cmd_estimate(a: argparse.Namespace) -> int:
+    """Print (and optionally plot) each image's noise-level function."""
+    import json
+
+    from deepdenoise.noiselevel import estimate_file
+
+    for path in a.images:
+        est = estimate_file(path)
+        if a.json:
+            print(json.dumps({"image": path, **est.to_dict()}))
+            continue
+        kind = "correlated, as a camera's" if est.correlated >= 0.5 else "white"
+        print(f"{path}: typical noise level {est.typical():.2f} (0-255), {kind}")
+        knots = [(j + 0.5) / len(est.levels[0]) for j in range(len(est.levels[0]))]
+        print("  brightness " + " ".join(f"{k:6.3f}" for k in knots))
+        names = ["gray"] if est.channels == 1 else ["R", "G", "B"]
+        for name, row in zip(names, est.levels):
+            print(f"  {name:>10} " + " ".join(f"{v:6.2f}" for v in row))
+        print("  share      " + " ".join(f"{w:6.3f}" for w in est.weights))
+    if a.plot:
+        from deepdenoise.plots import plot_noise_levels
+
+        plot_noise_levels([(p, estimate_file(p)) for p in a.images], a.plot)
+        print(f"plot: {a.plot}")
     return 0

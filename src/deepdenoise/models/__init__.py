@@ -32,6 +32,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet_s": ("unet", dict(channels=1, features=(64, 128, 256), blocks=2)),
     "unet_s_rgb": ("unet", dict(channels=3, features=(64, 128, 256), blocks=2)),
     "unet_tiny": ("unet", dict(channels=1, features=(8, 16), blocks=1)),
+    "unet_tiny_rgb": ("unet", dict(channels=3, features=(8, 16), blocks=1)),
     # FFDNet-style: the DnCNN trunk at half resolution after a pixel-unshuffle (~4.6x fewer FLOPs)
     "ffdnet_s": ("dncnn", dict(depth=15, channels=1, features=64, batch_norm=True, unshuffle=2)),
     # fast presets: a 4-level U-Net at half resolution (~0.14 MFLOP/px, 11x fewer than DnCNN-S)

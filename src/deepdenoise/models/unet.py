@@ -2,9 +2,12 @@
 
 Why a U-Net: most of its compute runs at 1/2 and 1/4 resolution, so it sees a much larger
 context than DnCNN's 35x35 window for fewer FLOPs per pixel. With ``noise_map=True`` it takes a
-constant sigma map as an extra input channel (FFDNet/DRUNet conditioning); blind models ignore
-sigma entirely. ``unshuffle=2`` runs the whole U-Net at half resolution after a pixel-unshuffle
-(FFDNet's trick): 4x fewer FLOPs per pixel, for the fast presets.
+noise-level map as extra input channels (FFDNet/DRUNet conditioning): ``map_channels`` of them
+(one per colour channel, since a camera's blue channel is often twice as noisy as its green), a
+number, a level per image [B] or per channel [B, M], or a per-pixel map [B, 1 or M, H, W], so the
+level a user gives (or the one estimated from the photo, brightness by brightness) steers how
+much is removed. Blind models ignore sigma entirely. ``unshuffle=2`` runs the whole U-Net at half
+resolution after a pixel-unshuffle (FFDNet's trick): 4x fewer FLOPs per pixel, for the fast presets.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class UNetConfig:
     features: tuple[int, ...] = (64, 128, 256)
     blocks: int | tuple[int, ...] = 2  # residual blocks per level (encoder and decoder each), or one per level
     noise_map: bool = False
+    map_channels: int = 1  # noise-map channels (noise_map models): 1, or one per image channel
     unshuffle: int = 1  # 2: the U-Net runs at half resolution on pixel-unshuffled channels
 
     def __post_init__(self) -> None:  # JSON/YAML give lists
@@ -63,7 +67,7 @@ class UNetDenoiser(nn.Module):
         f = list(c.features)
         nb = self.level_blocks
         io_ch = c.channels * c.unshuffle**2  # image channels the U-Net sees
-        self.head = nn.Conv2d(io_ch + (1 if c.noise_map else 0), f[0], 3, padding=1, bias=False)
+        self.head = nn.Conv2d(io_ch + (c.map_channels if c.noise_map else 0), f[0], 3, padding=1, bias=False)
         self.down = nn.ModuleList()
         self.enc = nn.ModuleList()
         for i in range(len(f) - 1):
@@ -107,7 +111,7 @@ class UNetDenoiser(nn.Module):
         c = self.config
         f = list(c.features)
         io_ch = c.channels * c.unshuffle**2
-        in_ch = io_ch + (1 if c.noise_map else 0)
+        in_ch = io_ch + (c.map_channels if c.noise_map else 0)
         total = 2 * 9 * in_ch * f[0] + 2 * 9 * f[0] * io_ch
         area = 1.0
         for i, feat in enumerate(f):
@@ -122,19 +126,32 @@ class UNetDenoiser(nn.Module):
         _, _, h, w = x.shape  # x: [B, C, H, W]
         m = self.multiple
         xp = pad_to_multiple(x, m)  # [B, C, H', W']
+        if isinstance(sigma, torch.Tensor) and sigma.ndim == 4:
+            sigma = pad_to_multiple(sigma, m)  # [B, 1 or M, H', W'] padded like the image
         return self.core(xp, sigma)[:, :, :h, :w]
+
+    def noise_map_input(self, sigma: torch.Tensor | float | None, inp: torch.Tensor) -> torch.Tensor:
+        """The map channels for the trunk's input ``inp`` [B, *, h, w] (0-1 scale): [B, M, h, w].
+
+        A per-pixel map comes at image resolution and is averaged down to the trunk's (FFDNet's
+        down-sampled map); a number, [B] or [B, M] is spread over the image."""
+        if sigma is None:
+            raise ValueError("this model needs a noise level: pass sigma (0-255 scale)")
+        c, (b, _, h, w) = self.config, inp.shape
+        s = torch.as_tensor(sigma, dtype=inp.dtype, device=inp.device)
+        if s.ndim == 4:  # [B, 1 or M, H', W']
+            if c.unshuffle > 1:
+                s = F.avg_pool2d(s, c.unshuffle)  # [B, 1 or M, h, w]
+            return (s / 255.0).expand(b, c.map_channels, h, w)
+        s = s.reshape(-1, s.shape[-1] if s.ndim == 2 else 1, 1, 1)  # [B or 1, 1 or M, 1, 1]
+        return (s / 255.0).expand(b, c.map_channels, h, w)  # [B, M, h, w]
 
     def core(self, xp: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """The network on an input whose height and width are multiples of ``self.multiple``."""
         u = self.config.unshuffle
         inp = F.pixel_unshuffle(xp, u) if u > 1 else xp  # [B, C*u*u, H'/u, W'/u]
-        b = xp.shape[0]
         if self.config.noise_map:
-            if sigma is None:
-                raise ValueError("this model needs a noise level: pass sigma (0-255 scale)")
-            s = torch.as_tensor(sigma, dtype=xp.dtype, device=xp.device).reshape(-1, 1, 1, 1)
-            smap = (s / 255.0).expand(b, 1, inp.shape[2], inp.shape[3])  # [B, 1, H'/u, W'/u]
-            inp = torch.cat([inp, smap], dim=1)  # [B, C*u*u+1, H'/u, W'/u]
+            inp = torch.cat([inp, self.noise_map_input(sigma, inp)], dim=1)  # [B, C*u*u+M, H'/u, W'/u]
         y = self.q_head(self.head(inp))  # [B, F0, H', W']
         skips = []
         for enc, down, q_down in zip(self.enc, self.down, self.q_down):

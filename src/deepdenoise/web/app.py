@@ -33,8 +33,8 @@ class ServeConfig:
 
 
 def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | None,
-                  cfg: ServeConfig, noise: str = "gaussian", peak: float | None = None, strength: float = 1.0
-                  ) -> tuple[bytes, str, dict[str, Any]]:
+                  cfg: ServeConfig, noise: str = "auto", peak: float | None = None, strength: float = 1.0,
+                  noise_scale: float = 1.0) -> tuple[bytes, str, dict[str, Any]]:
     """Denoise an uploaded file's bytes; returns (encoded image, media type, info). Blocking."""
     from deepdenoise import io as dio
     from deepdenoise.pipeline import DenoiseOptions, denoise_file
@@ -56,7 +56,7 @@ def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | 
         dst = Path(tmp) / f"out{ext}"
         t0 = time.perf_counter()
         opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
-                              strength=strength)
+                              strength=strength, noise_scale=noise_scale)
         info = denoise_file(src, dst, opts)
         info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
         info.update(width=w, height=h)
@@ -99,13 +99,16 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         image: UploadFile = File(..., description="image file (PNG, JPEG, TIFF, WebP, BMP, GIF)"),
         sigma: float | None = Form(None, ge=0, le=255, description="noise level 0-255; blind if omitted"),
         model: str | None = Form(None, max_length=200, description="shipped model name"),
-        noise: Literal["gaussian", "poisson", "real"] = Form(
-            "gaussian", description="poisson: photon-limited image (sigma is then the read noise); real: a camera "
-            "photo's blotchy noise (pixel-shuffle down-sampling, 5x the time)"),
+        noise: Literal["auto", "gaussian", "poisson", "real"] = Form(
+            "auto", description="auto: white noise, or a camera's correlated noise (then the camera model); "
+            "poisson: photon-limited image (sigma is then the read noise); real: a camera photo's blotchy noise "
+            "through pixel-shuffle down-sampling (5x the time)"),
         peak: float | None = Form(None, gt=0, le=1e9, description="poisson: photons at full scale; "
                                   "estimated if omitted"),
         strength: float = Form(1.0, ge=0, le=1, description="fraction of the luminance noise removed "
                                "(colour noise: all of it)"),
+        noise_scale: float = Form(1.0, ge=0.05, le=20, description="multiplies the noise level the model is "
+                                  "given (estimated or sigma): above 1 removes more, below 1 keeps more detail"),
     ) -> Response:
         if peak is not None and noise != "poisson":
             raise HTTPException(400, "peak applies to noise=poisson")
@@ -124,18 +127,32 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         async with slots:
             loop = asyncio.get_running_loop()
             body, media, info = await loop.run_in_executor(
-                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg, noise, peak, strength)
-        headers = {"X-Sigma": f"{info['sigma']:.2f}", "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
-                   "X-Model": info["model"], "X-Elapsed-Ms": f"{info['elapsed_ms']:.0f}",
-                   "Content-Disposition": 'attachment; filename="denoised' + MEDIA_EXT.get(media, ".png") + '"'}
-        if noise == "poisson":
-            headers.update({"X-Noise": "poisson", "X-Peak": f"{info['peak']:.4g}",
-                            "X-Read-Sigma": f"{info['read_sigma']:.2f}"})
-        elif noise == "real":
-            headers.update({"X-Noise": "real", "X-PD-Stride": str(info["pd_stride"])})
+                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg, noise, peak, strength,
+                noise_scale)
+        headers = result_headers(info, media)
         return Response(body, media_type=media, headers=headers)
 
     return app
+
+
+def result_headers(info: dict[str, Any], media: str) -> dict[str, str]:
+    """What the page and REST clients learn of a result: the level used (the typical one of an
+    estimated noise-level function, times the scale asked for), whether it was estimated, the
+    function itself (compact JSON), the model and the time."""
+    import json
+
+    headers = {"X-Sigma": f"{info['sigma']:.2f}", "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
+               "X-Noise-Scale": f"{info.get('noise_scale', 1.0):g}", "X-Noise": str(info.get("noise", "gaussian")),
+               "X-Model": info["model"], "X-Elapsed-Ms": f"{info['elapsed_ms']:.0f}",
+               "Content-Disposition": 'attachment; filename="denoised' + MEDIA_EXT.get(media, ".png") + '"'}
+    if info.get("noise_level"):
+        nl = info["noise_level"]
+        headers["X-Noise-Level"] = json.dumps({"knots": nl["knots"], "levels": nl["levels"]}, separators=(",", ":"))
+    if info.get("noise") == "poisson":
+        headers.update({"X-Peak": f"{info['peak']:.4g}", "X-Read-Sigma": f"{info['read_sigma']:.2f}"})
+    elif info.get("noise") == "real":
+        headers["X-PD-Stride"] = str(info["pd_stride"])
+    return headers
 
 
 MEDIA_EXT = {media: ext for media, ext in MEDIA.values()}

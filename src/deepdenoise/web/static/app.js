@@ -2,6 +2,7 @@
 const $ = (id) => document.getElementById(id);
 let file = null;
 let resultUrl = null;
+let estimated = null;  // the level estimated for this file (typical pixel, 0-255)
 
 function setStatus(text, error = false) {
   $("status").textContent = text;
@@ -10,6 +11,9 @@ function setStatus(text, error = false) {
 
 function choose(f) {
   file = f;
+  estimated = null;
+  $("level").disabled = true;
+  $("level-out").textContent = "estimated when you denoise";
   $("drop-text").textContent = f ? `${f.name} (${Math.round(f.size / 1024)} kB)` : "Drop an image here";
   $("go").disabled = !f;
 }
@@ -30,9 +34,10 @@ async function run() {
   const form = new FormData();
   form.append("image", file, file.name);
   const mode = document.querySelector('input[name="mode"]:checked').value;
-  if (mode === "sigma") form.append("sigma", $("sigma").value);
+  const scale = noiseScale();
+  if (scale !== null) form.append("noise_scale", scale.toFixed(4));
   if ($("strength").value !== "100") form.append("strength", String($("strength").value / 100));
-  if (mode === "poisson" || mode === "real") form.append("noise", mode);
+  form.append("noise", mode);
   if ($("model").value) form.append("model", $("model").value);
   $("go").disabled = true;
   setStatus("denoising...");
@@ -50,11 +55,14 @@ async function run() {
     const ext = { "image/png": "png", "image/jpeg": "jpg", "image/tiff": "tif", "image/webp": "webp", "image/bmp": "bmp" }[blob.type] || "png";
     $("download").href = resultUrl;
     $("download").download = file.name.replace(/\.[^.]*$/, "") + "_denoised." + ext;
+    showLevel(resp);
     const est = resp.headers.get("X-Sigma-Estimated") === "true" ? "estimated" : "given";
     const kind = resp.headers.get("X-Noise");
+    const perPixel = resp.headers.get("X-Noise-Level") ? ", per brightness and channel" : "";
+    const scaleText = resp.headers.get("X-Noise-Scale") !== "1" ? `, x${resp.headers.get("X-Noise-Scale")}` : "";
     const noise = kind === "poisson"
       ? `Poisson peak ${resp.headers.get("X-Peak")} photons, read noise ${resp.headers.get("X-Read-Sigma")} (${est})`
-      : `sigma ${resp.headers.get("X-Sigma")} (${est})` + (kind === "real" ? `, real noise (pixel-shuffle stride ${resp.headers.get("X-PD-Stride")})` : "");
+      : `noise level ${resp.headers.get("X-Sigma")} (${est}${perPixel}${scaleText})` + (kind === "real" ? `, pixel-shuffle stride ${resp.headers.get("X-PD-Stride")}` : "");
     $("info").textContent = `model ${resp.headers.get("X-Model")}, ${noise}, ${resp.headers.get("X-Elapsed-Ms")} ms`;
     $("result").hidden = false;
     setStatus("done");
@@ -63,6 +71,26 @@ async function run() {
   } finally {
     $("go").disabled = !file;
   }
+}
+
+// The slider shows the level the model was given; moving it sends the ratio to the estimate, so an
+// estimated noise-level function (brightness by brightness, channel by channel) keeps its shape.
+function noiseScale() {
+  if (estimated === null || $("level").disabled || estimated <= 0) return null;
+  return Math.min(20, Math.max(0.05, Number($("level").value) / estimated));
+}
+
+function showLevel(resp) {
+  const used = Number(resp.headers.get("X-Sigma"));
+  const scale = Number(resp.headers.get("X-Noise-Scale") || "1");
+  if (estimated === null) {
+    estimated = used / scale;
+    $("level").max = String(Math.max(75, Math.ceil(estimated * 3)));
+  }
+  $("level").disabled = resp.headers.get("X-Noise") === "poisson";
+  $("level").value = String(used);
+  $("level-out").textContent = Math.abs(used - estimated) < 0.05
+    ? `${used.toFixed(1)} (estimated)` : `${used.toFixed(1)} (estimated ${estimated.toFixed(1)})`;
 }
 
 function syncSizes() {
@@ -92,7 +120,8 @@ const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files[0]); });
-$("sigma").addEventListener("input", () => { $("sigma-out").textContent = $("sigma").value; });
+$("level").addEventListener("input", () => { $("level-out").textContent = `${Number($("level").value).toFixed(1)} (estimated ${estimated.toFixed(1)})`; });
+$("level").addEventListener("change", () => { if (file) run(); });
 $("strength").addEventListener("input", () => { $("strength-out").textContent = $("strength").value + "%"; });
 $("go").addEventListener("click", run);
 $("slider").addEventListener("input", syncSizes);
@@ -100,3 +129,6 @@ $("after").addEventListener("load", () => { syncSizes(); zoom(null); });
 window.addEventListener("resize", syncSizes);
 $("compare").addEventListener("mousemove", zoom);
 loadModels();
+for (const r of document.querySelectorAll('input[name="mode"]')) {
+  r.addEventListener("change", () => { estimated = null; $("level").disabled = true; $("level-out").textContent = "estimated when you denoise"; });
+}
