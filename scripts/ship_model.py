@@ -7,6 +7,7 @@ steps, training seconds, hardware and validation PSNR (from its log.csv and save
 
     python scripts/ship_model.py fast runs/fast runs/fast_ft \\
         --data "BSDS500 train + test splits (400 images), random crops, sigma uniform in [0, 75]"
+    python scripts/ship_model.py fast_color runs/active/fast_color_nm --after fast_color --data "..."
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="run folders, first stage first")
     ap.add_argument("--data", required=True, help="one line: what the model was trained on")
     ap.add_argument("--final", action="store_true", help="ship the last stage's final checkpoint, not its best")
+    ap.add_argument("--after", help="a shipped model these runs continue: its recorded stages come first")
     a = ap.parse_args()
-    stages = []
+    stages = list(read_meta(WEIGHTS_DIR / f"{a.after}.safetensors")["training"]["stages"]) if a.after else []
     for run in a.runs:
         weights = next(p for p in (run / "best.safetensors", run / "best_fp16.safetensors") if p.exists())
         stages.append(stage_info(run, weights))

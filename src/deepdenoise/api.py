@@ -191,8 +191,8 @@ def denoise(
         raise InputError(f"pd_stride must be an integer from 1 to 4 (got {pd_stride!r})")
     if peak is not None and noise != "poisson":
         raise InputError("peak applies to noise='poisson'")
-    if peak is not None and not (np.isfinite(peak) and peak > 0):
-        raise InputError(f"peak must be a positive number of photons (got {peak})")
+    if peak is not None and not (np.isfinite(peak) and 1e-3 <= peak <= 1e9):
+        raise InputError(f"peak must be a number of photons from 0.001 to 1e9 (got {peak})")
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
         shape = t.shape

@@ -21,7 +21,7 @@ from deepdenoise.realpairs import score_pairs
 Data = list[tuple[str, np.ndarray, np.ndarray]]
 Fn = Callable[[np.ndarray], np.ndarray]
 NLM_H = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
-CBM3D_SIGMA = (3.0, 5.0, 7.0, 10.0)
+CBM3D_SIGMA = (5.0, 10.0, 15.0)
 PAIR_METHODS = ("noisy", "default", "opencv_nlm", "cbm3d", "reference")
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from deepdenoise.errors import ModelError
+from deepdenoise.fsutil import publish_mode
 from deepdenoise.models import build_model
 
 FORMAT_VERSION = 1
@@ -27,9 +28,14 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        publish_mode(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: no hidden temporary file left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deepdenoise.errors import InputError, OutputError
+from deepdenoise.fsutil import publish_mode
 
 MAX_PIXELS = 200_000_000  # decompression-bomb guard, ~4x a 48 MP photo
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm"}
@@ -226,21 +227,20 @@ def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> 
     os.close(fd)
     try:
         _encode(Path(tmp), suffix, image)
+        publish_mode(tmp, p)
         if overwrite:
             os.replace(tmp, p)
         else:
             os.link(tmp, p)  # fails if p appeared meanwhile: never clobber
-            os.unlink(tmp)
     except FileExistsError:
-        os.unlink(tmp)
         raise OutputError(f"{p}: already exists (use --overwrite to replace it)") from None
     except OutputError:
-        os.unlink(tmp)
         raise
     except Exception as exc:
+        raise OutputError(f"{p}: cannot write ({type(exc).__name__}: {exc})") from None
+    finally:  # on every path, a signal included: no hidden temporary file left behind
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise OutputError(f"{p}: cannot write ({type(exc).__name__}: {exc})") from None
 
 
 def _quantize(a: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:

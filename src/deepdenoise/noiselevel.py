@@ -29,7 +29,6 @@ BLOCK = 8  # Haar coefficients per block side: 64 per block
 QUANTILE = 0.15  # of the blocks' standard deviations in a bin: the flat ones
 MIN_BLOCKS = 12  # a bin with fewer blocks borrows its neighbours' level
 PRIOR_BLOCKS = 60  # each bin's level is pulled towards the whole channel's as if by this many blocks
-CORRELATED_GAIN = 1.1  # correlated noise: the blocks' level times this (see _calibrated)
 MAP_BLUR = 2  # the map follows brightness through a (2 * MAP_BLUR + 1)^2 box: radius in pixels
 
 
@@ -124,18 +123,20 @@ def _plane_projection(block: int) -> np.ndarray:
     return a @ np.linalg.pinv(a)  # [n, n]
 
 
-def _block_stats(p: np.ndarray, rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(std about a fitted plane, mean) of every unsaturated BLOCK x BLOCK block of p: [H, W],
-    in bands of ``rows`` rows (bounded memory on large photos). The plane takes out smooth shading,
-    so a flat-enough block's std is the noise's pointwise level, correlated noise included."""
-    n = BLOCK * BLOCK
-    proj = _plane_projection(BLOCK)
-    w = p.shape[1] // BLOCK * BLOCK
+def _block_stats(p: np.ndarray, block: int, rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(std about a fitted plane, mean) of every unclipped ``block`` x ``block`` block of p: [H, W],
+    in bands of about ``rows`` rows (bounded memory on large photos). The plane takes out smooth
+    shading, so a flat-enough block's std is the noise's pointwise level, correlated noise included
+    up to the block's scale."""
+    n = block * block
+    proj = _plane_projection(block)
+    w = p.shape[1] // block * block
+    step = max(block, rows // block * block)
     stds, means = [], []
-    for y0 in range(0, p.shape[0] // BLOCK * BLOCK, rows):
-        band = p[y0:y0 + rows, :w]
-        band = band[: band.shape[0] // BLOCK * BLOCK].astype(np.float64)
-        blk = band.reshape(-1, BLOCK, w // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, n)  # [blocks, n]
+    for y0 in range(0, p.shape[0] // block * block, step):
+        band = p[y0:y0 + step, :w]
+        band = band[: band.shape[0] // block * block].astype(np.float64)
+        blk = band.reshape(-1, block, w // block, block).transpose(0, 2, 1, 3).reshape(-1, n)  # [blocks, n]
         ok = ((blk == 0.0) | (blk == 1.0)).sum(1) <= 2  # clipped blocks have lost part of their noise
         blk = blk[ok]
         res = blk - blk @ proj.T
@@ -144,12 +145,12 @@ def _block_stats(p: np.ndarray, rows: int = 256) -> tuple[np.ndarray, np.ndarray
     return (np.concatenate(stds), np.concatenate(means)) if stds else (np.zeros(0), np.zeros(0))
 
 
-def _channel_levels(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _channel_levels(p: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """(level per bin, block count per bin) for one channel p: [H, W] in [0, 1] (0-1 scale)."""
-    std, mean = _block_stats(p)
+    std, mean = _block_stats(p, block)
     levels, counts = np.full(BINS, np.nan), np.zeros(BINS, dtype=np.int64)
     which = np.clip((mean * BINS).astype(np.int64), 0, BINS - 1)
-    correction = _chi_quantile(QUANTILE, BLOCK * BLOCK - 3)
+    correction = _chi_quantile(QUANTILE, block * block - 3)
     if std.size < MIN_BLOCKS:
         return levels, counts
     overall = float(np.quantile(std, QUANTILE)) / correction
@@ -164,6 +165,19 @@ def _channel_levels(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return levels, counts
 
 
+def _table(a: np.ndarray, block: int, offset: int) -> NoiseLevel | None:
+    """The binned levels of every channel of a: [H, W, C], with blocks starting ``offset`` pixels in."""
+    rows, total = [], np.zeros(BINS)
+    for c in range(a.shape[2]):
+        levels, counts = _channel_levels(a[offset:, offset:, c], block)
+        total += counts
+        rows.append(_fill(levels) * 255.0)
+    if total.sum() == 0 or not np.isfinite(np.asarray(rows)).all():
+        return None
+    weights = total / total.sum()
+    return NoiseLevel(tuple(tuple(float(v) for v in row) for row in rows), tuple(float(w) for w in weights))
+
+
 def _fill(levels: np.ndarray) -> np.ndarray:
     """Bins without enough blocks take the nearest measured bins' level (linear between them)."""
     known = np.flatnonzero(np.isfinite(levels))
@@ -175,23 +189,19 @@ def _fill(levels: np.ndarray) -> np.ndarray:
 def estimate_noise_level(image: np.ndarray | torch.Tensor) -> NoiseLevel:
     """The noise-level function of an image ([H, W] or [H, W, C] float in [0, 1]), one row per channel.
 
-    Memory: one channel's quarter-size sub-image at a time. A flat or tiny image with no
-    measurable bins gives the finest-scale estimate as a constant."""
+    Two block sizes: 8x8 blocks on the JPEG grid tell white noise from correlated noise (see
+    :func:`_calibrated`); 16x16 blocks off the grid measure correlated noise, whose coarse part a
+    JPEG keeps in each 8x8 block's low frequencies (a PolyU photo whose noise is 3-4 reads 1-2 in
+    8x8 blocks, 2.5-4.5 in 16x16 ones). A flat or tiny image gives the finest-band estimate."""
     a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if a.ndim == 2:
         a = a[:, :, None]
-    rows, total = [], np.zeros(BINS)
-    for c in range(a.shape[2]):
-        levels, counts = _channel_levels(a[:, :, c])
-        total += counts
-        rows.append(_fill(levels) * 255.0)
-    if not np.isfinite(np.asarray(rows)).all() or total.sum() == 0:
+    fine_blocks = _table(a, BLOCK, 0)
+    if fine_blocks is None:
         from deepdenoise.noise import estimate_sigma
 
         return NoiseLevel.constant(estimate_sigma(a), a.shape[2])
-    weights = total / total.sum()
-    level = NoiseLevel(tuple(tuple(float(v) for v in row) for row in rows), tuple(float(w) for w in weights))
-    return _calibrated(level, a)
+    return _calibrated(fine_blocks, _table(a, 2 * BLOCK, BLOCK // 2) or fine_blocks, a)
 
 
 def estimate_file(path: str) -> NoiseLevel:
@@ -203,27 +213,28 @@ def estimate_file(path: str) -> NoiseLevel:
     return estimate_noise_level(pixels)
 
 
-def _calibrated(level: NoiseLevel, a: np.ndarray) -> NoiseLevel:
-    """``level`` rescaled towards the finest-band estimate where the noise is white.
+def _calibrated(blocks8: NoiseLevel, blocks16: NoiseLevel, a: np.ndarray) -> NoiseLevel:
+    """The estimate from the block tables and the finest wavelet band.
 
-    For white noise the finest diagonal wavelet band is the better judge (it contains almost no
-    image, so textured photos read +1 at sigma 25 where flat blocks read +2.5); for correlated
-    noise it sees a fraction of the level (0.4-0.5 on demosaiced noise). Their ratio tells the two
-    apart: below 1.2 the noise is taken as white and the function keeps its shape at the band's
-    level, above 1.5 the blocks' level stands, and in between the two are blended."""
+    For white noise the finest diagonal band is the better judge of the level (it contains almost
+    no image, so textured photos read +1 at sigma 25 where flat blocks read +2.5); for correlated
+    noise it sees a fraction of it (0.4-0.5 on demosaiced noise, nearly nothing after JPEG). The
+    ratio of the 8x8 blocks' level to the band's tells the two apart: below 1.2 the noise is taken
+    as white and the 8x8 function keeps its shape at the band's level, above 1.5 the 16x16 blocks'
+    function stands, and in between the two are blended. (On simulated camera noise of BSDS500
+    training images the 16x16 level reads 0.96-1.2x the true pointwise level, higher at low noise
+    where texture counts for more.)"""
     from deepdenoise.noise import estimate_sigma
 
-    blocks = level.typical()
+    typical = blocks8.typical()
     fine = estimate_sigma(a)
-    if blocks <= 0:
-        return level
-    if fine <= 0:  # nothing at the finest scale (a smoothed or compressed image): not white noise
-        return NoiseLevel(level.levels, level.weights, 1.0)
-    w = float(np.clip((blocks / fine - 1.2) / 0.3, 0.0, 1.0))
-    # flat blocks read correlated noise 5-15% low (measured on simulated camera noise of BSDS500
-    # training images): a level told too low leaves noise in, one a little high costs little
-    scaled = level.scaled(((1 - w) * fine + w * blocks * CORRELATED_GAIN) / blocks)
-    return NoiseLevel(scaled.levels, scaled.weights, w)
+    if typical <= 0:
+        return blocks8
+    w = float(np.clip((typical / fine - 1.2) / 0.3, 0.0, 1.0)) if fine > 0 else 1.0
+    white = np.asarray(blocks8.levels) * (fine / typical)  # [C, K]
+    correlated = np.asarray(blocks16.levels)  # [C, K]
+    levels = (1 - w) * white + w * correlated
+    return NoiseLevel(tuple(tuple(float(v) for v in row) for row in levels), blocks8.weights, w)
 
 
 def takes_map(model: torch.nn.Module) -> bool:

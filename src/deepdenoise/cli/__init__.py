@@ -59,6 +59,19 @@ def _scale(value: str) -> float:
     return v
 
 
+def _bounded_int(name: str, lo: int, hi: int):  # type: ignore[no-untyped-def]
+    """An argparse type: an integer in [lo, hi], else a one-line usage error (exit 2)."""
+    def parse(value: str) -> int:
+        try:
+            v = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got '{value}'") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be from {lo} to {hi}, got {v}")
+        return v
+    return parse
+
+
 def _stride(value: str) -> int:
     if value not in ("1", "2", "3", "4"):
         raise argparse.ArgumentTypeError(f"stride must be 1, 2, 3 or 4, got '{value}'")
@@ -84,8 +97,8 @@ def _peak(value: str) -> float:
         p = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"peak must be a number of photons, got '{value}'") from None
-    if not (0 < p < float("inf")):
-        raise argparse.ArgumentTypeError(f"peak must be a positive number of photons, got {value}")
+    if not (1e-3 <= p <= 1e9):
+        raise argparse.ArgumentTypeError(f"peak must be a number of photons from 0.001 to 1e9, got {value}")
     return p
 
 
@@ -257,11 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="start the web page and REST service")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--max-upload-mb", dest="max_upload_mb", type=int, default=50)
-    s.add_argument("--max-pixels", dest="max_pixels", type=int, default=50_000_000)
-    s.add_argument("--workers", type=int, default=1, help="images denoised at the same time")
-    s.add_argument("--queue", type=int, default=64, help="requests that may wait; more get 503")
+    s.add_argument("--port", type=_bounded_int("port", 0, 65535), default=8000)
+    s.add_argument("--max-upload-mb", dest="max_upload_mb", type=_bounded_int("max-upload-mb", 1, 100_000),
+                   default=50)
+    s.add_argument("--max-pixels", dest="max_pixels", type=_bounded_int("max-pixels", 1, 10**12),
+                   default=50_000_000)
+    s.add_argument("--workers", type=_bounded_int("workers", 1, 256), default=1,
+                   help="images denoised at the same time")
+    s.add_argument("--queue", type=_bounded_int("queue", 0, 100_000), default=64,
+                   help="requests that may wait; more get 503")
     s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS))
     s.set_defaults(func=cmd_serve)
 

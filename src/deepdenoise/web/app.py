@@ -79,15 +79,15 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
     async def _user_error(_: Request, exc: DeepDenoiseError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, ModelError) else 400)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/models")
+    @app.api_route("/api/models", methods=["GET", "HEAD"])
     async def models() -> list[dict[str, Any]]:
         from deepdenoise.hub import describe_models
 
@@ -103,7 +103,7 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
             "auto", description="auto: white noise, or a camera's correlated noise (then the camera model); "
             "poisson: photon-limited image (sigma is then the read noise); real: a camera photo's blotchy noise "
             "through pixel-shuffle down-sampling (5x the time)"),
-        peak: float | None = Form(None, gt=0, le=1e9, description="poisson: photons at full scale; "
+        peak: float | None = Form(None, ge=1e-3, le=1e9, description="poisson: photons at full scale; "
                                   "estimated if omitted"),
         strength: float = Form(1.0, ge=0, le=1, description="fraction of the luminance noise removed "
                                "(colour noise: all of it)"),
@@ -141,7 +141,7 @@ def result_headers(info: dict[str, Any], media: str) -> dict[str, str]:
     function itself (compact JSON), the model and the time."""
     import json
 
-    headers = {"X-Sigma": f"{info['sigma']:.2f}", "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
+    headers = {"X-Sigma": f"{info['sigma'] + 0.0:.2f}",  # + 0.0: never "-0.00" "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
                "X-Noise-Scale": f"{info.get('noise_scale', 1.0):g}", "X-Noise": str(info.get("noise", "gaussian")),
                "X-Model": info["model"], "X-Elapsed-Ms": f"{info['elapsed_ms']:.0f}",
                "Content-Disposition": 'attachment; filename="denoised' + MEDIA_EXT.get(media, ".png") + '"'}
