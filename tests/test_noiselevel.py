@@ -171,3 +171,15 @@ def test_estimate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(d["levels"]) == 3 and d["typical"] == pytest.approx(12, rel=0.25)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     assert main(["estimate", str(tmp_path / "bad.png")]) == 3
+
+
+def test_blind_model_honours_a_lower_level_and_says_so_for_a_higher_one() -> None:
+    torch.manual_seed(0)
+    blind = create_model("unet_tiny").eval()
+    img = smooth_image(48, 40, seed=8)
+    noisy = img + np.random.default_rng(2).standard_normal(img.shape).astype(np.float32) * 20 / 255
+    full = denoise(noisy, model=blind)
+    low = denoise(noisy, model=blind, sigma=5)
+    assert np.abs(low - noisy).mean() < np.abs(full - noisy).mean()  # removes less: keeps the rest
+    high, info = denoise(noisy, model=blind, sigma=60, return_info=True)
+    assert np.allclose(high, full) and any("blind" in n for n in info["notes"])

@@ -118,6 +118,22 @@ def keep_grain(noisy: np.ndarray, den: np.ndarray, strength: float, rows: int = 
     return den
 
 
+def blind_level(noisy: np.ndarray, den: np.ndarray, told: float, extra: dict[str, Any], rows: int = 256) -> np.ndarray:
+    """A blind model's result for a level ``told`` (0-255): a level below the image's estimated
+    noise s removes only that much, as the noise-map models are trained to (the rest, of std
+    sqrt(s^2 - t^2), is put back: den + sqrt(1 - t^2/s^2) * (noisy - den)); a level above s
+    cannot make a blind model remove more. In place on ``den``, in bands of ``rows``."""
+    est = estimate_sigma(noisy)
+    if told >= est or est <= 0:
+        extra.setdefault("blind_notes", []).append("this model is blind: a level above the estimated "
+                                                   f"{est:.1f} removes nothing more")
+        return den
+    keep = float(np.sqrt(1.0 - (told / est) ** 2))
+    for y in range(0, den.shape[0], rows):
+        den[y:y + rows] += keep * (noisy[y:y + rows] - den[y:y + rows])
+    return den
+
+
 def _check_sigma(sigma: float | None) -> None:
     if sigma is not None and not (0 <= float(sigma) <= 255):
         raise InputError(f"sigma must be between 0 and 255 (got {sigma})")
@@ -241,7 +257,9 @@ def denoise(
         net, meta = get_model(name)
     backend = resolve_backend(net, backend)
     # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request
-    inplace = (overwrite_input or x is not a) and strength == 1  # below 1 the noisy image is needed after
+    # a blind model told a level keeps part of the noise afterwards: the noisy image is needed then
+    blind_told = not takes_map(net) and noise in ("gaussian", "real") and (sigma is not None or noise_scale != 1)
+    inplace = (overwrite_input or x is not a) and strength == 1 and not blind_told
 
     def gaussian(img: np.ndarray, level: float | NoiseLevel) -> np.ndarray:
         forward = None if backend == "eager" else get_forward(net, backend)
@@ -277,6 +295,8 @@ def denoise(
         den = gaussian(x, level)
         extra.update(level_info(level))
         used_sigma = typical_level(level)
+    if blind_told:
+        den = blind_level(x, den, float(used_sigma), extra)
     if strength < 1:
         den = keep_grain(x, den, float(strength))
         extra.update(strength=float(strength))
@@ -287,7 +307,8 @@ def denoise(
     else:
         result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
+    notes = routed + extra.pop("blind_notes", []) + range_notes(
+        meta, float(used_sigma), "stabilised noise level" if noise == "poisson" else "noise level")
     info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend,
-            "notes": routed + range_notes(meta, float(used_sigma), "stabilised noise level" if noise == "poisson"
-                                          else "noise level"), **extra}
+            "notes": notes, **extra}
     return (result, info) if return_info else result

@@ -76,12 +76,12 @@ def model_denoiser(model: nn.Module, blind_sigma: bool = False,
     ``denoise`` without --sigma does. Backends other than eager let the same protocol check
     their parity on whole datasets (``evaluate --backend int8``)."""
     from deepdenoise.backends import make_forward
-    from deepdenoise.noise import estimate_sigma
+    from deepdenoise.noiselevel import NoiseLevel, estimate_noise_level
 
     def run(noisy: np.ndarray, sigma: float) -> np.ndarray:
-        told: float | None = sigma
-        if blind_sigma:
-            told = None if getattr(model, "blind", True) else estimate_sigma(noisy)
+        told: float | NoiseLevel | None = sigma
+        if blind_sigma:  # a noise-map model gets the image's estimated noise-level function
+            told = None if getattr(model, "blind", True) else estimate_noise_level(noisy)
         forward = None if backend == "eager" else make_forward(model, backend, told)[0]
         return apply_model(model, noisy, told, tile=None, forward=forward)
     return run

@@ -102,11 +102,16 @@ def apply_model(model: nn.Module, image: np.ndarray, sigma: float | NoiseLevel |
                 progress: Callable[[int, int], None] | None = None,
                 forward: Forward | None = None,
                 inplace: bool = False, margin: int | None = None) -> np.ndarray:
-    """Denoise a float [H, W] or [H, W, 3] array with ``model``.
+    """Denoise a float [H, W] or [H, W, 3] array with ``model``; a noise-map model given no level
+    gets the image's estimated noise-level function.
 
     A gray model on a colour image runs per channel (each channel as a gray image). With
     ``inplace`` a writable float32 ``image`` receives the result (one full-size buffer less).
     """
+    if sigma is None and takes_map(model):  # blind use of a noise-map model: the estimated level
+        from deepdenoise.noiselevel import estimate_noise_level
+
+        sigma = estimate_noise_level(image)
     channels = int(getattr(getattr(model, "config", None), "channels", 1))
     color = image.ndim == 3
     if color and channels == 1:

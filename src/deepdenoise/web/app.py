@@ -141,7 +141,8 @@ def result_headers(info: dict[str, Any], media: str) -> dict[str, str]:
     function itself (compact JSON), the model and the time."""
     import json
 
-    headers = {"X-Sigma": f"{info['sigma'] + 0.0:.2f}",  # + 0.0: never "-0.00" "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
+    sigma = info["sigma"] + 0.0  # + 0.0: never "-0.00"
+    headers = {"X-Sigma": f"{sigma:.2f}", "X-Sigma-Estimated": str(info["sigma_estimated"]).lower(),
                "X-Noise-Scale": f"{info.get('noise_scale', 1.0):g}", "X-Noise": str(info.get("noise", "gaussian")),
                "X-Model": info["model"], "X-Elapsed-Ms": f"{info['elapsed_ms']:.0f}",
                "Content-Disposition": 'attachment; filename="denoised' + MEDIA_EXT.get(media, ".png") + '"'}
