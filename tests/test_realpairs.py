@@ -68,6 +68,12 @@ def test_evaluate_and_benchmark_pairs(tmp_path: Path, capsys: pytest.CaptureFixt
     assert nlm["oracle"] and nlm["psnr"] == pytest.approx(max(nlm["sweep"].values()), abs=1e-3)
     assert res[1]["psnr"] > res[0]["psnr"] + 1
     assert "| default |" in (tmp_path / "r.md").read_text()
+    assert main(["benchmark", "--pairs", str(root), "--methods", "noisy,opencv_nlm,fast_color", "--reuse", str(out),
+                 "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())["results"]
+    assert all(r["reused"] for r in again) and again[1]["psnr"] == nlm["psnr"]
+    other = make_pairs(tmp_path / "other", n=2)
+    assert main(["benchmark", "--pairs", str(other), "--reuse", str(out), "--methods", "noisy"]) == 3
     assert main(["benchmark", "--pairs", str(root), "--methods", "noisy,nonsense"]) == 2
     assert main(["evaluate", "--pairs", str(tmp_path / "missing"), "--model", "fast"]) == 3
 

@@ -183,6 +183,7 @@ def describe_models() -> list[dict[str, Any]]:
             "hardware": tr.get("hardware", "?"), "command": tr.get("command", "?"),
             "data": tr.get("data", "?"), "evaluation": meta.get("evaluation", {}),
             "int8": meta.get("int8", {}).get("command"),
+            "noise_map": bool(meta["config"].get("noise_map", False)),
         })
     return rows
 

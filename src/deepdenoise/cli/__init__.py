@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pairs", help="folder of real noisy/clean pairs (e.g. ../shared/data/PolyU-Canon): "
                    "our modes against OpenCV NL-means, CBM3D (best setting, an oracle) and DnCNN-S per channel")
     s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
+    s.add_argument("--reuse", help="with --pairs: take the rows of methods already measured on the same pairs "
+                   "from this earlier --json result (the CBM3D sweep takes half an hour)")
     s.add_argument("--json")
     s.add_argument("--markdown")
     s.add_argument("--plot")

@@ -210,7 +210,10 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
+        level = ("noise map: follows --sigma / --noise-scale, estimated per brightness and channel"
+                 if r["noise_map"] else "blind: estimates the level itself (a lower --sigma keeps some noise)")
         print(f"{r['name']}: {r['architecture']} {r['preset_config']}")
+        print(f"  {level}")
         print(f"  parameters {r['parameters']:,}, {r['flops_per_pixel'] / 1e6:.2f} MFLOP/pixel, "
               f"{r['steps']} steps, {r['train_minutes']:.1f} min on {r['hardware']}")
         print(f"  recipe: {r['command']}")
@@ -296,21 +299,23 @@ def _benchmark_pairs(a: argparse.Namespace) -> int:
         _ours,
         format_pairs_markdown,
         pairs_figure,
+        reusable_rows,
         run_pairs_benchmark,
     )
     from deepdenoise.hub import atomic_write_text, reference_dir, shipped_models
     from deepdenoise.realpairs import load_pairs
 
-    methods = a.methods.split(",") if a.methods else [*PAIR_METHODS, "default_color", "default_color+real",
-                                                       "fast_color", "camera"]
+    methods = a.methods.split(",") if a.methods else [*PAIR_METHODS, "default_color", "fast_color",
+                                                       "fast_color+real", "camera"]
     known = set(PAIR_METHODS) | {m for name in shipped_models() for m in (name, f"{name}+real")}
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise DeepDenoiseError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
     data = load_pairs(a.pairs, a.pairs_glob, a.limit)
+    reuse = reusable_rows(a.reuse, a.pairs, len(data)) if a.reuse else None
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores; {len(data)} pairs from {a.pairs}")
-    rows = run_pairs_benchmark(data, methods, reference_dir(a.reference))
+    rows = run_pairs_benchmark(data, methods, reference_dir(a.reference), reuse=reuse)
     table = format_pairs_markdown(rows, Path(a.pairs).name, info)
     print(table)
     if a.json:
