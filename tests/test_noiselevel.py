@@ -183,3 +183,18 @@ def test_blind_model_honours_a_lower_level_and_says_so_for_a_higher_one() -> Non
     assert np.abs(low - noisy).mean() < np.abs(full - noisy).mean()  # removes less: keeps the rest
     high, info = denoise(noisy, model=blind, sigma=60, return_info=True)
     assert np.allclose(high, full) and any("blind" in n for n in info["notes"])
+
+
+def test_recorded_estimate_gain_scales_only_the_estimate(tmp_path: Path) -> None:
+    from deepdenoise.hub import save_weights
+
+    model = map_model(3)
+    save_weights(model, tmp_path / "plain", {})
+    save_weights(model, tmp_path / "gained", {"estimate_gain": 2.0})
+    img = smooth_image(40, 36, channels=3, seed=9)
+    noisy = img + np.random.default_rng(4).standard_normal(img.shape).astype(np.float32) * 0.06
+    _, plain = denoise(noisy, model=str(tmp_path / "plain.safetensors"), return_info=True)
+    _, gained = denoise(noisy, model=str(tmp_path / "gained.safetensors"), return_info=True)
+    assert gained["sigma"] == pytest.approx(2 * plain["sigma"], rel=1e-3)
+    _, told = denoise(noisy, model=str(tmp_path / "gained.safetensors"), sigma=10, return_info=True)
+    assert told["sigma"] == pytest.approx(10.0)  # a level the user gives is used as it is

@@ -55,14 +55,17 @@ def test_noise_scale_moves_the_result_and_headers_carry_the_estimate(client: Tes
 
     noisy = add_noise_numpy(astronaut[:96, :96], 20, seed=0)
     files = {"image": ("n.png", encode(noisy), "image/png")}
-    first = client.post("/api/denoise", files=files)
+    auto = client.post("/api/denoise", files=files)
+    less = client.post("/api/denoise", files=files, data={"noise_scale": "0.5"})  # the automatic model
+    assert auto.status_code == less.status_code == 200 and less.content != auto.content
+    first = client.post("/api/denoise", files=files, data={"model": "camera"})  # a noise-map model
     assert first.status_code == 200 and first.headers["x-noise-scale"] == "1"
     est = float(first.headers["x-sigma"])
-    assert 15 < est < 26 and first.headers["x-sigma-estimated"] == "true"
+    assert 15 < est < 40 and first.headers["x-sigma-estimated"] == "true"
     if "x-noise-level" in first.headers:  # the function, brightness by brightness, per channel
         table = json.loads(first.headers["x-noise-level"])
         assert len(table["levels"]) == 3 and len(table["levels"][0]) == len(table["knots"])
-    more = client.post("/api/denoise", files=files, data={"noise_scale": "2"})
+    more = client.post("/api/denoise", files=files, data={"noise_scale": "2", "model": "camera"})
     assert more.status_code == 200 and float(more.headers["x-sigma"]) == pytest.approx(2 * est, abs=0.02)
     assert more.content != first.content
     for bad in ("0", "30", "x"):

@@ -118,12 +118,15 @@ def keep_grain(noisy: np.ndarray, den: np.ndarray, strength: float, rows: int = 
     return den
 
 
+BLIND_TOLERANCE = 0.85  # the finest-band estimate reads up to ~15% high on textured photos
+
+
 def blind_level(noisy: np.ndarray, den: np.ndarray, told: float, extra: dict[str, Any], rows: int = 256) -> np.ndarray:
-    """A blind model's result for a level ``told`` (0-255): a level below the image's estimated
-    noise s removes only that much, as the noise-map models are trained to (the rest, of std
+    """A blind model's result for a level ``told`` (0-255): a level clearly below the image's
+    estimated noise s (more than the estimate's own error, 15%) removes only that much, as the noise-map models are trained to (the rest, of std
     sqrt(s^2 - t^2), is put back: den + sqrt(1 - t^2/s^2) * (noisy - den)); a level above s
     cannot make a blind model remove more. In place on ``den``, in bands of ``rows``."""
-    est = estimate_sigma(noisy)
+    est = estimate_sigma(noisy) * BLIND_TOLERANCE  # a level within 15% below the estimate counts as it
     if told >= est or est <= 0:
         extra.setdefault("blind_notes", []).append("this model is blind: a level above the estimated "
                                                    f"{est:.1f} removes nothing more")
@@ -151,6 +154,14 @@ def noise_level_for(net: nn.Module, x: np.ndarray, sigma: float | None, scale: f
     if sigma is not None:
         return float(sigma) * scale
     return estimate_sigma(x[::pd_stride, ::pd_stride]) * scale
+
+
+def estimate_gain(meta: dict[str, Any], sigma: float | None) -> float:
+    """What a model's estimated level is multiplied by (1 when the user gave ``sigma``): a model
+    trained on simulated noise may want a higher level than the estimate reads on real photos,
+    measured on held-out real pairs and recorded in its metadata as ``estimate_gain``."""
+    gain = meta.get("estimate_gain", 1.0) if sigma is None else 1.0
+    return float(gain) if isinstance(gain, (int, float)) and 0.1 <= gain <= 10 else 1.0
 
 
 def typical_level(level: float | NoiseLevel) -> float:
@@ -286,12 +297,12 @@ def denoise(
     elif noise == "real":  # the level of the sub-images, where the noise is nearly white
         if training_noise(meta) == "camera":
             pd_stride = 1  # the model learned camera noise itself: pixel-shuffling would only hurt
-        level = noise_level_for(net, x, sigma, noise_scale, pd_stride)
+        level = noise_level_for(net, x, sigma, noise_scale * estimate_gain(meta, sigma), pd_stride)
         den = real(x, level)
         extra.update(pd_stride=pd_stride, **level_info(level))
         used_sigma = typical_level(level)
     else:
-        level = noise_level_for(net, x, sigma, noise_scale, estimate=estimate)
+        level = noise_level_for(net, x, sigma, noise_scale * estimate_gain(meta, sigma), estimate=estimate)
         den = gaussian(x, level)
         extra.update(level_info(level))
         used_sigma = typical_level(level)

@@ -59,7 +59,7 @@ def _reference(mat: Path) -> Fn:
     return lambda y: apply_model(model, y, None, tile=None, forward=forward)  # gray: each channel on its own
 
 
-def _ours(model: str | None, noise: str = "gaussian") -> Fn:
+def _ours(model: str | None, noise: str = "auto") -> Fn:
     from deepdenoise.api import denoise
 
     return lambda y: denoise(y, model=model, noise=noise)
@@ -98,7 +98,7 @@ def method_rows(method: str, data: Data, reference_dir: Path | None, progress: b
     if method == "default":
         return [{"method": "default", "settings": "no flags", **score_pairs(_ours(None), data)}]
     name, _, mode = method.partition("+")
-    noise = mode or "gaussian"
+    noise = mode or "auto"
     return [{"method": method, "settings": f"--model {name}" + (f" --noise {noise}" if mode else ""),
              **score_pairs(_ours(name, noise), data)}]
 
