@@ -123,9 +123,10 @@ BLIND_TOLERANCE = 0.85  # the finest-band estimate reads up to ~15% high on text
 
 def blind_level(noisy: np.ndarray, den: np.ndarray, told: float, extra: dict[str, Any], rows: int = 256) -> np.ndarray:
     """A blind model's result for a level ``told`` (0-255): a level clearly below the image's
-    estimated noise s (more than the estimate's own error, 15%) removes only that much, as the noise-map models are trained to (the rest, of std
-    sqrt(s^2 - t^2), is put back: den + sqrt(1 - t^2/s^2) * (noisy - den)); a level above s
-    cannot make a blind model remove more. In place on ``den``, in bands of ``rows``."""
+    estimated noise s (by more than the estimate's own error, 15%) removes only that much, as the
+    noise-map models are trained to (the rest, of std sqrt(s^2 - t^2), is put back:
+    den + sqrt(1 - t^2/s^2) * (noisy - den)); a level above s cannot make a blind model remove
+    more. In place on ``den``, in bands of ``rows``."""
     est = estimate_sigma(noisy) * BLIND_TOLERANCE  # a level within 15% below the estimate counts as it
     if told >= est or est <= 0:
         extra.setdefault("blind_notes", []).append("this model is blind: a level above the estimated "
