@@ -121,18 +121,21 @@ def keep_grain(noisy: np.ndarray, den: np.ndarray, strength: float, rows: int = 
 BLIND_TOLERANCE = 0.85  # the finest-band estimate reads up to ~15% high on textured photos
 
 
-def blind_level(noisy: np.ndarray, den: np.ndarray, told: float, extra: dict[str, Any], rows: int = 256) -> np.ndarray:
-    """A blind model's result for a level ``told`` (0-255): a level clearly below the image's
-    estimated noise s (by more than the estimate's own error, 15%) removes only that much, as the
-    noise-map models are trained to (the rest, of std sqrt(s^2 - t^2), is put back:
-    den + sqrt(1 - t^2/s^2) * (noisy - den)); a level above s cannot make a blind model remove
-    more. In place on ``den``, in bands of ``rows``."""
-    est = estimate_sigma(noisy) * BLIND_TOLERANCE  # a level within 15% below the estimate counts as it
-    if told >= est or est <= 0:
-        extra.setdefault("blind_notes", []).append("this model is blind: a level above the estimated "
-                                                   f"{est:.1f} removes nothing more")
-        return den
-    keep = float(np.sqrt(1.0 - (told / est) ** 2))
+def blind_keep(noisy: np.ndarray, told: float, extra: dict[str, Any]) -> float:
+    """How much of the removed noise a blind model puts back when told a level ``told`` (0-255).
+
+    A level clearly below the image's estimated noise s (by more than the estimate's own error,
+    15%) removes only that much, as the noise-map models are trained to: the rest, of std
+    sqrt(s^2 - t^2), is put back, a fraction sqrt(1 - t^2/s^2) of (noisy - denoised). A level above
+    s cannot make a blind model remove more; ``extra["blind_estimate"]`` records s for the report."""
+    est = estimate_sigma(noisy)
+    extra["blind_estimate"] = est
+    limit = est * BLIND_TOLERANCE
+    return float(np.sqrt(1.0 - (told / limit) ** 2)) if 0 < told < limit else 0.0
+
+
+def put_back(noisy: np.ndarray, den: np.ndarray, keep: float, rows: int = 256) -> np.ndarray:
+    """den + keep * (noisy - den), in place on ``den``, in bands of ``rows`` (no full-size temporary)."""
     for y in range(0, den.shape[0], rows):
         den[y:y + rows] += keep * (noisy[y:y + rows] - den[y:y + rows])
     return den
@@ -269,9 +272,11 @@ def denoise(
         net, meta = get_model(name)
     backend = resolve_backend(net, backend)
     # a converted copy (uint8/uint16 input) is ours to overwrite; the caller's float array only on request
-    # a blind model told a level keeps part of the noise afterwards: the noisy image is needed then
-    blind_told = not takes_map(net) and noise in ("gaussian", "real") and (sigma is not None or noise_scale != 1)
-    inplace = (overwrite_input or x is not a) and strength == 1 and not blind_told
+    extra: dict[str, Any] = {"noise": noise, "noise_scale": float(noise_scale)}
+    keep = 0.0  # a blind model told a level below its estimate keeps part of the noise: needs the noisy image
+    if not takes_map(net) and noise == "gaussian" and (sigma is not None or noise_scale != 1):
+        keep = blind_keep(x, (sigma if sigma is not None else estimate_sigma(x)) * noise_scale, extra)
+    inplace = (overwrite_input or x is not a) and strength == 1 and keep == 0
 
     def gaussian(img: np.ndarray, level: float | NoiseLevel) -> np.ndarray:
         forward = None if backend == "eager" else get_forward(net, backend)
@@ -285,7 +290,6 @@ def denoise(
         return pd_denoise(lambda im, tick: apply_model(net, im, level, tile_, tick, forward, inplace=True),
                           img, pd_stride, progress=progress)
 
-    extra: dict[str, Any] = {"noise": noise, "noise_scale": float(noise_scale)}
     if noise == "poisson":
         from deepdenoise.poisson import NoiseModel, denoise_stabilised, estimate_noise_model
 
@@ -307,8 +311,8 @@ def denoise(
         den = gaussian(x, level)
         extra.update(level_info(level))
         used_sigma = typical_level(level)
-    if blind_told:
-        den = blind_level(x, den, float(used_sigma), extra)
+    if keep > 0:
+        den = put_back(x, den, keep)
     if strength < 1:
         den = keep_grain(x, den, float(strength))
         extra.update(strength=float(strength))
@@ -319,7 +323,7 @@ def denoise(
     else:
         result = den.astype(dtype, copy=False)
     result = result.reshape(np.asarray(image).shape)
-    notes = routed + extra.pop("blind_notes", []) + range_notes(
+    notes = routed + range_notes(
         meta, float(used_sigma), "stabilised noise level" if noise == "poisson" else "noise level")
     info = {"model": name, "sigma": float(used_sigma), "sigma_estimated": sigma is None, "backend": backend,
             "notes": notes, **extra}
