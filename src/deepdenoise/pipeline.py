@@ -118,7 +118,7 @@ def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
         how += ", per brightness and channel"
     if info.get("noise_scale", 1.0) != 1.0:
         how += f", x{info['noise_scale']:g}"
-    if info.get("blind_estimate") is not None and info["sigma"] > info["blind_estimate"]:
+    if info.get("blind_estimate") is not None and info["sigma"] > info["blind_estimate"] / 0.85:  # clearly above
         how += f"; a blind model removes what it estimates ({info['blind_estimate']:.1f}), not more"
     if info.get("noise") == "poisson":
         how = (f"stabilised; Poisson peak {info['peak']:.3g} photons, read noise {info['read_sigma']:.2g}, "
