@@ -66,15 +66,11 @@ def test_broken_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: 
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written, no temp files
 
 
-def test_decompression_bomb(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import deepdenoise.io
-
-    monkeypatch.setattr(deepdenoise.io, "MAX_PIXELS", 100)
+def test_decompression_bomb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     Image.fromarray(np.zeros((60, 60), np.uint8)).save(tmp_path / "bomb.png")
-    assert main(["denoise", str(tmp_path / "bomb.png"), "-o", str(tmp_path / "o.png")]) == 3
-    assert "pixel limit" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "bomb.png"), "-o", str(tmp_path / "o.png"), "--max-pixels", "100"]) == 3
+    assert "the limit is 100" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("args,code", [
@@ -175,7 +171,7 @@ def test_folder_keeps_paths_skips_failures_and_reports(tmp_path: Path, capsys: p
     assert (tmp_path / "out" / "a.png").exists() and (tmp_path / "out" / "sub" / "b.jpg").exists()
     assert not (tmp_path / "out" / "sub" / "broken.png").exists()
     err = capsys.readouterr().err
-    assert "broken.png" in err and "notes.txt" in err and "denoised 2 files, 2 failed" in err
+    assert "broken.png" in err and "notes.txt" in err and "denoised 2 files, 1 failed, 1 skipped" in err
     assert "Traceback" not in err
     (src / "sub" / "broken.png").unlink()
     (src / "notes.txt").unlink()

@@ -52,7 +52,8 @@ def test_train_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert (tmp_path / "split" / "config.yaml").exists()
     model, meta = load_weights(tmp_path / "split" / "best.safetensors")
     assert meta["training"]["steps"] in (6, 12)
-    assert len(list((tmp_path / "split").glob("checkpoint-*.safetensors"))) == 1
+    assert len(list((tmp_path / "split").glob("checkpoint-*.safetensors"))) == 1  # the newest
+    assert len(list((tmp_path / "split").glob("previous-*.safetensors"))) == 1  # its fallback
 
 
 def test_blind_training_on_image_crops(tmp_path: Path) -> None:

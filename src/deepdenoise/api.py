@@ -25,7 +25,7 @@ from deepdenoise.noiselevel import NoiseLevel, estimate_noise_level, takes_map
 
 DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
 DEFAULT_COLOR = ("default_color",)
-NOISE_KINDS = ("auto", "gaussian", "poisson", "real")
+NOISE_KINDS = ("auto", "gaussian", "poisson", "real", "impulse")
 CAMERA_MODEL = "camera"  # the shipped model for photos whose noise a camera made (demosaiced, compressed)
 
 
@@ -182,7 +182,7 @@ def denoise(
     tile: int | None = DEFAULT_TILE, return_info: bool = False,
     progress: Callable[[int, int], None] | None = None, backend: str = DEFAULT_BACKEND,
     overwrite_input: bool = False, noise: str = "auto", peak: float | None = None,
-    pd_stride: int = 2, strength: float = 1.0, noise_scale: float = 1.0,
+    pd_stride: int = 2, strength: float = 1.0, noise_scale: float = 1.0, density: float | None = None,
 ) -> Any:
     """Denoise an image array; returns the same type, shape and dtype.
 
@@ -207,7 +207,11 @@ def denoise(
     strength: how much of the luminance noise to remove (0-1); below 1 some of it is put back as
     fine grain, which photos often look more natural with. Colour noise is always removed.
     noise_scale: multiplies the noise level the model is given (estimated or ``sigma``): above 1
-    removes more, below 1 keeps more detail. Noise-map models (all shipped defaults) take the
+    removes more, below 1 keeps more detail.
+    noise='impulse': salt-and-pepper, random-valued impulses, bit errors, hot/dead pixels. The
+    corrupted samples are found (``density``: their expected fraction, estimated if omitted) and
+    only they are restored (:mod:`deepdenoise.impulse`); Gaussian noise mixed in (``sigma``, or
+    measured on the trusted samples) is removed in the same call. Noise-map models (all shipped defaults) take the
     estimated level brightness by brightness and channel by channel (:mod:`deepdenoise.noiselevel`).
     """
     _check_sigma(sigma)
@@ -222,6 +226,9 @@ def denoise(
         raise InputError(f"pd_stride must be an integer from 1 to 4 (got {pd_stride!r})")
     if peak is not None and noise != "poisson":
         raise InputError("peak applies to noise='poisson'")
+    if density is not None and (noise != "impulse" or isinstance(density, bool)
+                                or not isinstance(density, (int, float, np.floating)) or not 0 < density < 1):
+        raise InputError("density applies to noise='impulse' and is a fraction between 0 and 1")
     if peak is not None and not (np.isfinite(peak) and 1e-3 <= peak <= 1e9):
         raise InputError(f"peak must be a number of photons from 0.001 to 1e9 (got {peak})")
     if isinstance(image, torch.Tensor):
@@ -229,12 +236,12 @@ def denoise(
         shape = t.shape
         if t.ndim == 4:
             outs = [denoise(t[i], sigma, model, tile, backend=backend, noise=noise, peak=peak, pd_stride=pd_stride,
-                            strength=strength, noise_scale=noise_scale)
+                            strength=strength, noise_scale=noise_scale, density=density)
                     for i in range(t.shape[0])]
             return torch.stack(outs).to(image.dtype)
         arr = t.numpy() if t.ndim == 2 else np.moveaxis(t.numpy(), 0, -1)
         res = denoise(arr, sigma, model, tile, return_info, backend=backend, noise=noise, peak=peak,
-                      pd_stride=pd_stride, strength=strength, noise_scale=noise_scale)
+                      pd_stride=pd_stride, strength=strength, noise_scale=noise_scale, density=density)
         out_arr, info = res if return_info else (res, None)
         out = torch.from_numpy(out_arr if t.ndim == 2 else np.moveaxis(out_arr, -1, 0).copy())
         out = out.reshape(shape).to(image.dtype)
@@ -299,6 +306,13 @@ def denoise(
         inplace = True  # gaussian() is called on the transformed image, a new array
         den, used_sigma = denoise_stabilised(x, nm, gaussian)
         extra.update(peak=nm.peak, read_sigma=nm.sigma, sigma_estimated=peak is None)  # sigma: stabilised level
+    elif noise == "impulse":
+        from deepdenoise.impulse import restore_impulses
+
+        inplace = True  # gaussian() only ever sees arrays restore_impulses made
+        res = restore_impulses(x, lambda img, s: gaussian(img, s * noise_scale), density, sigma=sigma)
+        den, used_sigma = res.image, res.sigma
+        extra.update(impulse_density=res.density, density_estimated=density is None)
     elif noise == "real":  # the level of the sub-images, where the noise is nearly white
         if training_noise(meta) == "camera":
             pd_stride = 1  # the model learned camera noise itself: pixel-shuffling would only hurt

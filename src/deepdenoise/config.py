@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from deepdenoise.errors import DeepDenoiseError
 
@@ -14,7 +15,7 @@ class TrainConfig:
     model: str = "dncnn_s"  # registry preset
     model_overrides: dict[str, Any] = field(default_factory=dict)
     data: str = "data/patches"  # patches folder (train.npy/test.npy) or image folders (see data_mode)
-    data_mode: str = "patches"  # "patches": pre-extracted; "images": random crops of whole images
+    data_mode: Literal["patches", "images"] = "patches"  # pre-extracted patches, or random crops of whole images
     image_dirs: list[str] = field(default_factory=list)  # for data_mode="images"
     val: str | None = None  # test patches .npy; default DATA/test.npy
     val_limit: int | None = None  # evaluate on the first N test patches only
@@ -24,22 +25,22 @@ class TrainConfig:
     sigma: float = 25.0  # fixed noise level (0-255 scale) ...
     sigma_max: float | None = None  # ... or blind: uniform in [sigma, sigma_max] per patch
     val_sigma: float | None = None  # noise level of the validation PSNR (default: sigma, or 25 blind)
-    noise: str = "gaussian"  # or "camera": simulated camera noise (deepdenoise.realnoise), colour only
+    noise: Literal["gaussian", "camera"] = "gaussian"  # camera: simulated camera noise (realnoise), colour only
     camera_shot_max: float = 0.1  # camera noise: shot (variance per unit of linear light), uniform in [0, max]
     camera_read_max: float = 0.025  # camera noise: read noise std, uniform in [0, max]
     camera_jpeg: float = 0.0  # camera noise: fraction of patches saved as JPEG (quality 75-95)
     camera_isp: bool = False  # camera noise: random white balance, colour matrix and tone curve per patch
     camera_mix: float = 0.0  # camera noise: fraction of patches given Gaussian noise instead (keeps that skill)
-    noise_maps: str = "constant"  # Gaussian noise: "constant" (one sigma per patch) or "varying" (see noise.py)
+    noise_maps: Literal["constant", "varying"] = "constant"  # one sigma per patch, or varying maps (noise.py)
     map_jitter: float = 0.0  # noise-map models: the map they are given is off by exp(N(0, jitter)) per patch
     map_partial: float = 0.0  # noise-map models: fraction of patches told a lower level, to remove only that much
     epochs: int = 30
     steps_per_epoch: int | None = None  # default: all patches once (patches), 1000 (images)
     lr: float = 1e-3
     lr_decay: float = 0.95  # multiply lr after every epoch
-    lr_schedule: str = "exponential"  # or "cosine" (over all steps, to lr_min)
+    lr_schedule: Literal["exponential", "cosine"] = "exponential"  # or "cosine" (over all steps, to lr_min)
     lr_min: float = 1e-6
-    loss: str = "mse"  # or "l1"
+    loss: Literal["mse", "l1"] = "mse"  # or "l1"
     weight_decay: float = 0.0
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this (a norm-free net at a high lr)
     seed: int = 0
@@ -58,17 +59,21 @@ class TrainConfig:
         if unknown:
             raise DeepDenoiseError(f"unknown config keys: {', '.join(sorted(unknown))}")
         cfg = cls(**d)
-        if cfg.noise not in ("gaussian", "camera"):
-            raise DeepDenoiseError(f"noise must be 'gaussian' or 'camera' (got {cfg.noise!r})")
-        if cfg.noise_maps not in ("constant", "varying"):
-            raise DeepDenoiseError(f"noise_maps must be 'constant' or 'varying' (got {cfg.noise_maps!r})")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Every field's value against its annotation (choices of a ``Literal``, numbers, strings),
+        then the ranges and combinations; a typo is an error, never a silent default."""
+        for name, hint in get_type_hints(type(self)).items():
+            _check_field(name, hint, getattr(self, name))
+        cfg = self
         if not 0 <= cfg.map_partial <= 1:
             raise DeepDenoiseError(f"map_partial must be between 0 and 1 (got {cfg.map_partial})")
         if not 0 <= cfg.camera_mix <= 1:
             raise DeepDenoiseError(f"camera_mix must be between 0 and 1 (got {cfg.camera_mix})")
         if cfg.noise == "camera" and not cfg.color:
             raise DeepDenoiseError("noise: camera simulates a colour (Bayer) sensor; it needs color: true")
-        return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -77,7 +82,10 @@ class TrainConfig:
         p = Path(path)
         if not p.exists():
             raise DeepDenoiseError(f"{p}: no such config file")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise DeepDenoiseError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise DeepDenoiseError(f"{p}: config must be a mapping")
         return cls.from_dict(data)
@@ -89,3 +97,26 @@ class TrainConfig:
         import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _check_field(name: str, hint: Any, value: Any) -> None:
+    """Raise :class:`DeepDenoiseError` unless ``value`` fits the field's type annotation."""
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else ()
+    if get_origin(hint) is Literal:
+        if value not in get_args(hint):
+            choices = ", ".join(repr(c) for c in get_args(hint))
+            raise DeepDenoiseError(f"{name} must be one of {choices} (got {value!r:.60})")
+        return
+    allowed = [a for a in (options or (hint,)) if a is not type(None)]
+    if value is None:
+        if type(None) in options:
+            return
+        raise DeepDenoiseError(f"{name} must not be empty")
+    plain = [get_origin(a) or a for a in allowed]
+    if float in plain and isinstance(value, int) and not isinstance(value, bool):
+        return  # YAML writes 1 for 1.0
+    if any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in plain if isinstance(t, type)
+           and t is not Any):
+        return
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in plain)
+    raise DeepDenoiseError(f"{name} must be {names} (got {value!r:.60})")

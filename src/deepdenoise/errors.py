@@ -31,3 +31,9 @@ class ModelConfigError(ModelError, ValueError):
     """A model preset, architecture or config value that does not exist or does not fit it.
 
     Also a ValueError, so library code that builds models can catch it the usual way."""
+
+
+class Cancelled(DeepDenoiseError):
+    """The caller gave up on the work (a web client hung up): stopped between tiles."""
+
+    exit_code = 130

@@ -21,3 +21,17 @@ def target_mode(path: Path) -> int:
 def publish_mode(tmp: str | Path, path: Path) -> None:
     """Give the temporary file ``tmp`` the mode ``path`` should have, before it takes its name."""
     os.chmod(tmp, target_mode(path))
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` in a Markdown file (appended
+    with the markers when the file or the markers are not there yet), so generated tables live
+    inside hand-written pages."""
+    from deepdenoise.hub import atomic_write_text
+
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    page = path.read_text() if path.exists() else ""
+    if start not in page or end not in page:
+        page = page + ("\n" if page and not page.endswith("\n") else "") + f"{start}\n{end}\n"
+    head, rest = page.split(start, 1)
+    atomic_write_text(path, head + start + "\n" + text.rstrip("\n") + "\n" + end + rest.split(end, 1)[1])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ import numpy as np
 from deepdenoise.errors import InputError, OutputError
 from deepdenoise.fsutil import publish_mode
 
-MAX_PIXELS = 200_000_000  # decompression-bomb guard, ~4x a 48 MP photo
+MAX_PIXELS = 200_000_000  # default pixel limit (all frames together): ~4x a 48 MP photo
+DEFLATE_MAX_RATIO = 1100  # zlib cannot shrink data more than ~1032:1: a smaller file is truncated
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm"}
 
 
@@ -38,6 +41,120 @@ class ImageData:
     @property
     def is_color(self) -> bool:
         return self.pixels.ndim == (4 if self.stack_shape else 3)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header declares, read without decoding any pixel data."""
+
+    width: int
+    height: int
+    frames: int = 1  # pages of a TIFF stack (every axis before Y, X and samples)
+    channels: int = 1  # samples per pixel, alpha included
+    format: str = "PNG"
+    bits: int = 8  # bits per sample
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height * self.frames
+
+
+def read_header(path: str | Path) -> ImageHeader:
+    """The declared size of an image file, from its header only: checked against the pixel limit
+    before any decoding, so that a small file declaring a huge image costs nothing."""
+    p = _existing_file(path)
+    try:
+        if p.suffix.lower() in (".tif", ".tiff") or _sniff(p).startswith((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
+            return _tiff_header(p)
+        return _pil_header(p)
+    except InputError:
+        raise
+    except Exception as exc:  # the decoders raise many types for broken headers
+        raise InputError(f"{p}: not a readable image ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """A decoder's complaint without class names or file paths (those go to the log only)."""
+    text = str(exc).splitlines()[0] if str(exc) else "unreadable data"
+    return text.split(": ", 1)[1] if text.startswith(("/", "'/")) and ": " in text else text
+
+
+def _sniff(path: Path, n: int = 12) -> bytes:
+    """The first ``n`` bytes of a file: a bounded read, whatever the file's size."""
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _existing_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an image file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a regular file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    return p
+
+
+def _tiff_header(path: Path) -> ImageHeader:
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tf:
+        if not tf.series:
+            raise InputError(f"{path}: TIFF holds no image")
+        series = tf.series[0]
+        shape, axes = tuple(int(n) for n in series.shape), series.axes
+        bits = int(np.dtype(series.dtype).itemsize * 8)
+    if not shape or min(shape) == 0:
+        raise InputError(f"{path}: image has zero size")
+    samples = shape[axes.index("S")] if "S" in axes else 1
+    rest = [n for a, n in zip(axes, shape) if a != "S"]
+    if len(rest) < 2:
+        raise InputError(f"{path}: unsupported image shape {shape}")
+    frames = int(np.prod(rest[:-2], dtype=np.int64))
+    return ImageHeader(rest[-1], rest[-2], frames, samples, "TIFF", bits)
+
+
+def _pil_header(path: Path) -> ImageHeader:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit is ours, checked next
+        try:
+            with Image.open(path) as im:
+                w, h, mode, fmt = im.size[0], im.size[1], im.mode, im.format or "PNG"
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    bands = {"1": 1, "L": 1, "P": 3, "I": 1, "F": 1, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4,
+             "YCbCr": 3, "I;16": 1, "I;16B": 1, "I;16L": 1}.get(mode, 3)
+    bits = {"1": 1, "I": 32, "F": 32}.get(mode, 16 if mode.startswith("I;16") else 8)
+    if fmt == "PNG" and _png_is_16bit_color(path):
+        bits = 16
+    header = ImageHeader(w, h, 1, bands, fmt, bits)
+    if fmt == "PNG":
+        _check_deflate_size(path, header)
+    return header
+
+
+def _check_deflate_size(path: Path, header: ImageHeader) -> None:
+    """A PNG's pixels are deflate-compressed, which cannot shrink them beyond ~1032:1: a file
+    smaller than that declares more than it holds (truncated or forged)."""
+    raw = header.height * (1 + (header.width * header.channels * header.bits + 7) // 8)
+    size = path.stat().st_size
+    if raw > size * DEFLATE_MAX_RATIO:
+        raise InputError(f"{path}: file is truncated or corrupt ({size} bytes cannot hold the "
+                         f"{header.width}x{header.height} image it declares)")
+
+
+def check_pixel_limit(header: ImageHeader, max_pixels: int | None, name: str) -> None:
+    """Refuse an image whose declared size (all frames together) is beyond ``max_pixels``."""
+    if max_pixels is not None and max_pixels > 0 and header.pixels > max_pixels:
+        frames = f" in {header.frames} frames" if header.frames > 1 else ""
+        raise InputError(f"{name}: image has {header.pixels} pixels{frames} "
+                         f"({header.width}x{header.height}); the limit is {max_pixels} (--max-pixels)")
 
 
 def _read_tiff(path: Path) -> ImageData:
@@ -100,44 +217,49 @@ def _from_array(arr: np.ndarray, fmt: str, name: str) -> ImageData:
     return ImageData(np.ascontiguousarray(data), bits, alpha, None, fmt)
 
 
-def read_image(path: str | Path) -> ImageData:
-    """Read an image file; raise :class:`InputError` with a one-line reason if it is not one."""
+def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> ImageData:
+    """Read an image file; raise :class:`InputError` with a one-line reason if it is not one.
+
+    The header is read first and its declared size (every frame counted) checked against
+    ``max_pixels`` (None or 0: no limit) before any pixel is decoded."""
     from PIL import Image, ImageOps
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, not an image file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: file is empty")
-    if p.suffix.lower() in (".tif", ".tiff"):
+    p = _existing_file(path)
+    check_pixel_limit(read_header(p), max_pixels, str(p))
+    if p.suffix.lower() in (".tif", ".tiff") or _sniff(p).startswith((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
         try:
             return _read_tiff(p)
-        except InputError:
+        except (InputError, MemoryError):
             raise
         except Exception as exc:  # tifffile raises many types for broken files
-            raise InputError(f"{p}: cannot read TIFF ({type(exc).__name__}: {exc})") from None
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            raise InputError(f"{p}: cannot read TIFF ({_reason(exc)})") from None
     try:
-        with Image.open(p) as im:
-            fmt = im.format or "PNG"
-            icc = im.info.get("icc_profile")
-            im.load()
-            if fmt == "PNG" and _png_is_16bit_color(p):
-                data = _read_png16_color(p)  # Pillow would reduce it to 8 bits
-                data.icc = icc
-                return data
-            upright = ImageOps.exif_transpose(im)
-            data = _from_pil(upright, fmt, icc, str(p))
-            data.exif, data.camera = _exif_info(upright)
-            return data
-    except InputError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked above, on the header
+            try:
+                return _read_pil(p, Image, ImageOps)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except (InputError, MemoryError):
         raise
-    except Image.DecompressionBombError:
-        raise InputError(f"{p}: image exceeds the pixel limit of {MAX_PIXELS} pixels") from None
     except Exception as exc:
-        raise InputError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{p}: not a readable image ({_reason(exc)})") from None
+
+
+def _read_pil(p: Path, Image, ImageOps) -> ImageData:  # type: ignore[no-untyped-def]
+    with Image.open(p) as im:
+        fmt = im.format or "PNG"
+        icc = im.info.get("icc_profile")
+        im.load()
+        if fmt == "PNG" and _png_is_16bit_color(p):
+            data = _read_png16_color(p)  # Pillow would reduce it to 8 bits
+            data.icc = icc
+            return data
+        upright = ImageOps.exif_transpose(im)
+        data = _from_pil(upright, fmt, icc, str(p))
+        data.exif, data.camera = _exif_info(upright)
+        return data
 
 
 def _exif_info(im) -> tuple[bytes | None, str | None]:  # type: ignore[no-untyped-def]
@@ -218,15 +340,21 @@ def _atomic_target(path: Path, overwrite: bool) -> None:
 def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> None:
     """Write ``image`` atomically; the format follows the suffix, the bit depth follows the input."""
     p = Path(path)
+    atomic_output(p, lambda tmp: _encode(tmp, p.suffix.lower(), image), overwrite)
+
+
+def atomic_output(p: Path, encode: Callable[[Path], None], overwrite: bool = False) -> None:
+    """Run ``encode(tmp)`` on a temporary file next to ``p``, then publish it as ``p``: renamed over
+    it with ``overwrite``, else linked (never clobbering a file that appeared meanwhile). The
+    temporary file is removed on every path, a signal included."""
     _atomic_target(p, overwrite)
-    suffix = p.suffix.lower()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix.lower(), dir=p.parent)
     except OSError as exc:
         raise OutputError(f"{p.parent}: cannot write there ({exc.strerror})") from None
     os.close(fd)
     try:
-        _encode(Path(tmp), suffix, image)
+        encode(Path(tmp))
         publish_mode(tmp, p)
         if overwrite:
             os.replace(tmp, p)
@@ -237,7 +365,7 @@ def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> 
     except OutputError:
         raise
     except Exception as exc:
-        raise OutputError(f"{p}: cannot write ({type(exc).__name__}: {exc})") from None
+        raise OutputError(f"{p}: cannot write ({_reason(exc)})") from None
     finally:  # on every path, a signal included: no hidden temporary file left behind
         if os.path.exists(tmp):
             os.unlink(tmp)

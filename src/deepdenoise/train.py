@@ -9,6 +9,7 @@ Distributed: under ``torchrun`` each rank trains on its shard of every global ba
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -24,7 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepdenoise.checkpoint import load_checkpoint, save_checkpoint
+from deepdenoise.checkpoint import (
+    RunLock,
+    clean_stale_temporaries,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    truncate_log,
+)
 from deepdenoise.config import TrainConfig
 from deepdenoise.data.sources import CropSource, PatchSource, step_generator
 from deepdenoise.distributed import DistInfo, any_rank, finish_distributed, init_distributed
@@ -298,7 +306,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     (the DDP wrapper among them) are released, so every rank exits cleanly.
     """
     try:
-        summary = _train(cfg, resume, progress, command)
+        with contextlib.ExitStack() as held:  # the run folder's lock, once the folder exists
+            summary = _train(cfg, resume, progress, command, held)
     except BaseException:
         finish_distributed(wait=False)  # the other ranks may be inside a collective: do not wait for them
         raise
@@ -306,7 +315,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     return summary
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None,
+           held: contextlib.ExitStack) -> dict[str, Any]:
     from tqdm import tqdm
 
     device = pick_device(cfg.device)
@@ -318,7 +328,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     run_dir = Path(cfg.out)
-    if not resume and (run_dir / "checkpoint.json").exists():
+    if not resume and has_checkpoint(run_dir):
         raise DeepDenoiseError(f"{run_dir}: a run exists there; use --resume or another --out")
 
     source = make_source(cfg)
@@ -338,13 +348,18 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
     model = model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run_dir.mkdir(parents=True, exist_ok=True)  # only once the data and the model are known to be valid
+    if dist_info.main:
+        held.enter_context(RunLock(run_dir))
+        clean_stale_temporaries(run_dir)
     state: dict[str, Any] = {"step": 0, "best_psnr": -1.0, "precise_bn_step": -1, "elapsed_seconds": 0.0,
                              "epoch_loss": 0.0, "epoch_count": 0, "epoch_seconds": 0.0}
     if resume:
-        if not (run_dir / "checkpoint.json").exists():
+        if not has_checkpoint(run_dir):
             raise DeepDenoiseError(f"{run_dir}: no checkpoint to resume from")
         info = load_checkpoint(run_dir, model, optimizer)
         state.update({k: info[k] for k in state if k in info})
+        if dist_info.main:
+            truncate_log(run_dir / "log.csv", int(state["step"]))
         print(f"resumed {run_dir} at step {state['step']} / {total_steps}", file=sys.stderr)
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -409,6 +424,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, command: str | None) 
             if want_ckpt:
                 state["epoch_loss"] += float(loss_sum)
                 loss_sum.zero_()
+                if not math.isfinite(state["epoch_loss"]):
+                    raise DeepDenoiseError(f"the loss became NaN or infinite before step {step}; the last good "
+                                           f"checkpoint is kept in {run_dir} (lower lr or set grad_clip)")
             if epoch_end and dist_info.main:
                 assert validator is not None
                 val = validator(core, amp)

@@ -7,6 +7,7 @@ User errors print one line (``deepdenoise: error: ...``) and exit with a documen
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from deepdenoise.api import NOISE_KINDS
@@ -27,6 +28,7 @@ from deepdenoise.cli.commands import (
     cmd_train,
 )
 from deepdenoise.errors import DeepDenoiseError
+from deepdenoise.io import MAX_PIXELS
 
 
 def _sigma(value: str) -> float:
@@ -39,24 +41,24 @@ def _sigma(value: str) -> float:
     return s
 
 
-def _strength(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"strength must be a number from 0 to 1, got '{value}'") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"strength must be from 0 to 1, got {value}")
-    return v
+def _bounded_float(name: str, lo: float, hi: float, open_lo: bool = False, open_hi: bool = False):  # type: ignore[no-untyped-def]
+    """An argparse type: a finite number in [lo, hi] (ends excluded where asked), else a one-line
+    usage error (exit 2)."""
+    def parse(value: str) -> float:
+        try:
+            v = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got '{value}'") from None
+        if not math.isfinite(v) or v < lo or v > hi or (open_lo and v == lo) or (open_hi and v == hi):
+            span = f"{'above' if open_lo else 'from'} {lo:g} {'and below' if open_hi else 'to'} {hi:g}"
+            raise argparse.ArgumentTypeError(f"{name} must be a number {span}, got '{value}'")
+        return v
+    return parse
 
 
-def _scale(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"noise scale must be a number, got '{value}'") from None
-    if not 0.05 <= v <= 20:
-        raise argparse.ArgumentTypeError(f"noise scale must be from 0.05 to 20, got {value}")
-    return v
+_strength = _bounded_float("strength", 0.0, 1.0)
+_scale = _bounded_float("noise scale", 0.05, 20.0)
+_fraction = _bounded_float("the fraction", 0.0, 1.0, open_lo=True, open_hi=True)
 
 
 def _bounded_int(name: str, lo: int, hi: int):  # type: ignore[no-untyped-def]
@@ -154,9 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int)
     s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma (or noise model)")
-    s.add_argument("--noise", choices=["gaussian", "poisson", "real"], default="gaussian",
+    s.add_argument("--noise", choices=["gaussian", "poisson", "real", "impulse", "random", "biterror"],
+                   default="gaussian",
                    help="poisson: Poisson noise at --peak photons, --sigma is the read noise (default 0); "
-                   "real: simulated camera noise (--camera), denoised blind through pixel-shuffle down-sampling")
+                   "real: simulated camera noise (--camera), denoised blind through pixel-shuffle down-sampling; "
+                   "impulse: salt-and-pepper at --density; random: random-valued impulses at --density; "
+                   "biterror: each bit of each 8-bit sample flipped with probability --ber")
+    s.add_argument("--density", type=_fraction, nargs="+", help="--noise impulse/random: corrupted fractions")
+    s.add_argument("--ber", type=_fraction, nargs="+", help="--noise biterror: bit error rates")
     s.add_argument("--peak", type=_peak, nargs="+", help="photons at 1.0 (--noise poisson)")
     s.add_argument("--camera", type=_camera, nargs="+", metavar="SHOT,READ[,JPEG]",
                    help="--noise real: sensor noise in linear light (variance shot*L + read^2), optional JPEG quality")
@@ -172,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
     s.add_argument("--noise-scale", dest="noise_scale", type=_scale, default=1.0,
                    help="with --pairs: multiply the estimated noise level")
+    s.add_argument("--synthetic", choices=["astro"], help="astro: simulated sky fields (stars, galaxies, sky, "
+                   "Poisson + read noise): PSNR, aperture photometry and 5-sigma detections against the truth")
+    s.add_argument("--fields", type=_bounded_int("fields", 1, 1000), default=4, help="--synthetic: how many fields")
+    s.add_argument("--field-size", dest="field_size", type=_bounded_int("field-size", 64, 4096), default=256,
+                   help="--synthetic: field side in pixels")
     s.add_argument("--json")
     s.set_defaults(func=cmd_evaluate)
 
@@ -183,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--noise", choices=list(NOISE_KINDS), default="auto",
                    help="auto (default): white noise, or a camera's correlated grain (then the camera model); "
                    "gaussian: white noise with the model you name; poisson: photon-limited images (microscopy, "
-                   "astronomy, low light), stabilised first; real: pixel-shuffle down-sampling, 5x the time")
+                   "astronomy, low light), stabilised first; real: pixel-shuffle down-sampling, 5x the time; "
+                   "impulse: salt-and-pepper, bit errors, hot/dead pixels (found, then only they are restored)")
     s.add_argument("--peak", type=_peak, help="with --noise poisson: photons at full scale; estimated when omitted")
+    s.add_argument("--density", type=_fraction, help="with --noise impulse: the fraction of corrupted samples "
+                   "(estimated when omitted)")
     s.add_argument("--pd-stride", type=_stride, default=2,
                    help="with --noise real: sub-image stride (2; 3 for heavily compressed JPEGs)")
     s.add_argument("--strength", type=_strength, default=1.0,
@@ -201,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
                    help="inference backend (all within 0.02 dB of eager fp32)")
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--max-pixels", dest="max_pixels", type=_bounded_int("max-pixels", 0, 10**12), default=MAX_PIXELS,
+                   help=f"refuse images beyond this many pixels, all frames of a stack together, checked on the "
+                   f"header before decoding (default {MAX_PIXELS:,}; 0: no limit - memory then grows with the image)")
+    s.add_argument("--hidden", action="store_true", help="folders: also denoise hidden files and folders")
+    s.add_argument("--hdu", help="FITS: denoise only this HDU (index or EXTNAME); default every image HDU")
+    s.add_argument("--gain", type=_bounded_float("gain", 0.0, 1e9, open_lo=True),
+                   help="FITS: electrons per data unit (default: GAIN in the header); with it the noise is "
+                   "modelled as Poisson + read noise")
+    s.add_argument("--read-noise", dest="read_noise", type=_bounded_float("read-noise", 0.0, 1e9),
+                   help="FITS: read noise in electrons (default: RDNOISE in the header, else 0)")
     s.set_defaults(func=cmd_denoise)
 
     s = sub.add_parser("estimate", help="the noise level of images: per channel, against brightness")
@@ -260,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--noise", choices=["gaussian", "impulse", "random", "biterror"], default="gaussian",
+                   help="impulse/random/biterror: our impulse mode against median filters (OpenCV 3x3 and "
+                   "5x5, scikit-image, adaptive median) at each --density or --ber; --methods MODEL picks the "
+                   "denoiser it refines with")
+    s.add_argument("--density", type=_fraction, nargs="+", help="--noise impulse/random: corrupted fractions")
+    s.add_argument("--ber", type=_fraction, nargs="+", help="--noise biterror: bit error rates")
     s.add_argument("--pairs", help="folder of real noisy/clean pairs (e.g. ../shared/data/PolyU-Canon): "
                    "our modes against OpenCV NL-means, CBM3D (best setting, an oracle) and DnCNN-S per channel")
     s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
@@ -282,6 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--queue", type=_bounded_int("queue", 0, 100_000), default=64,
                    help="requests that may wait; more get 503")
     s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS))
+    s.add_argument("--cors-origin", dest="cors_origin", action="append", default=[],
+                   help="allow browser calls from this origin (e.g. https://example.org; '*': any); repeatable. "
+                   "Default: same origin only, other origins get 403")
+    s.add_argument("--limit-concurrency", dest="limit_concurrency", type=_bounded_int("limit-concurrency", 8, 100_000),
+                   default=256, help="open connections at most (also bounded by the open-file limit); beyond it the "
+                   "connection that has waited longest without sending a request is closed")
+    s.add_argument("--header-timeout", dest="header_timeout", type=_bounded_int("header-timeout", 1, 3600),
+                   default=10, help="seconds a client has to send its request headers (408 after)")
+    s.add_argument("--body-timeout", dest="body_timeout", type=_bounded_int("body-timeout", 1, 86_400),
+                   default=120, help="seconds a client has to send a whole upload (408 after)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list the shipped models with their metadata and measured PSNR")
@@ -291,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="deepdenoise: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -301,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deepdenoise: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("deepdenoise: error: out of memory (lower --max-pixels or --tile, or free memory)", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `deepdenoise models | head`: the reader left; no traceback
         import os
 

@@ -69,6 +69,22 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_astro(a: argparse.Namespace) -> int:
+    from deepdenoise.astro import require_astropy
+
+    require_astropy()
+    from deepdenoise.astro.pipeline import AstroOptions, evaluate_fields, format_astro_table
+    from deepdenoise.evaluate import write_json
+
+    if a.dataset or a.patches or a.pairs:
+        raise DeepDenoiseError("--synthetic astro makes its own fields: no --dataset, --patches or --pairs")
+    rows = evaluate_fields(a.fields, a.field_size, AstroOptions(model=a.model), seed=a.seed)
+    print(format_astro_table(rows))
+    if a.json:
+        write_json(a.json, rows, {"synthetic": "astro", "fields": a.fields, "size": a.field_size, "seed": a.seed})
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from deepdenoise.api import resolve_model_name
     from deepdenoise.evaluate import (
@@ -83,6 +99,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.pairs:
         return _evaluate_pairs(a)
+    if a.synthetic:
+        return _evaluate_astro(a)
+    if a.noise in ("impulse", "random", "biterror"):
+        return _evaluate_impulse(a)
     sigmas = a.sigma or ([0.0] if a.noise == "poisson" else [15.0, 25.0, 50.0])
     if a.estimator:
         from deepdenoise.evaluate import evaluate_estimator, format_estimator_table
@@ -174,9 +194,11 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--peak applies to --noise poisson")
     if a.pd_stride != 2 and a.noise != "real":
         raise DeepDenoiseError("--pd-stride applies to --noise real")
+    if a.density is not None and a.noise != "impulse":
+        raise DeepDenoiseError("--density applies to --noise impulse")
     opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,
-                          a.noise_scale)
-    return denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs)
+                          a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density)
+    return denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs, hidden=a.hidden)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -256,7 +278,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
         raise DeepDenoiseError(f"the web service needs its extras: pip install -e '.[web]' ({exc})") from None
     serve(a.host, a.port, ServeConfig(max_upload_bytes=a.max_upload_mb * 1024 * 1024,
                                       max_pixels=a.max_pixels, workers=a.workers, queue=a.queue,
-                                      backend=a.backend))
+                                      backend=a.backend, cors_origins=tuple(a.cors_origin),
+                                      body_timeout=a.body_timeout, header_timeout=a.header_timeout,
+                                      limit_concurrency=a.limit_concurrency))
     return 0
 
 
@@ -269,6 +293,8 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
             raise DeepDenoiseError(f"{out}: its folder does not exist")
     if a.pairs:
         return _benchmark_pairs(a)
+    if a.noise != "gaussian":
+        return _benchmark_impulse(a)
     methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]
     backends = a.backend.split(",")
     unknown = [b for b in backends if b not in BACKENDS]
@@ -287,6 +313,60 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
                           + "`.\n\n" + table)
     if a.plot:
         scatter_plot(results, Path(a.plot))
+    return 0
+
+
+def _impulse_levels(a: argparse.Namespace) -> list[float]:
+    if a.noise == "biterror":
+        if a.density:
+            raise DeepDenoiseError("--noise biterror takes --ber, not --density")
+        return a.ber or [1e-3, 1e-2, 5e-2]
+    if a.ber:
+        raise DeepDenoiseError(f"--noise {a.noise} takes --density, not --ber")
+    return a.density or [0.1, 0.3, 0.5]
+
+
+def _benchmark_impulse(a: argparse.Namespace) -> int:
+    from deepdenoise.benchmark_impulse import format_impulse_markdown, impulse_figure, run_impulse_benchmark
+    from deepdenoise.fsutil import write_section
+    from deepdenoise.hub import atomic_write_text
+
+    levels = _impulse_levels(a)
+    model = a.methods if a.methods and a.methods in _shipped() else None
+    rows = run_impulse_benchmark(a.dataset, a.noise, levels, a.limit, a.seed, model)
+    table = format_impulse_markdown(rows)
+    print(table)
+    if a.json:
+        atomic_write_text(Path(a.json), json.dumps({"results": rows}, indent=2) + "\n")
+    if a.markdown:
+        command = "deepdenoise " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+        write_section(Path(a.markdown), f"benchmark-{a.noise}", f"`{command}`\n\n{table}")
+    if a.plot:
+        impulse_figure(a.dataset, a.noise, levels[len(levels) // 2], Path(a.plot), model, a.seed)
+    return 0
+
+
+def _shipped() -> dict[str, Path]:
+    from deepdenoise.hub import shipped_models
+
+    return shipped_models()
+
+
+def _evaluate_impulse(a: argparse.Namespace) -> int:
+    from deepdenoise.benchmark_impulse import format_impulse_markdown, run_impulse_benchmark
+    from deepdenoise.evaluate import write_json
+
+    if not a.dataset:
+        raise DeepDenoiseError(f"--noise {a.noise} needs --dataset")
+    levels = _impulse_levels(a)
+    rows = [r for ds in a.dataset for r in run_impulse_benchmark(
+        ds, a.noise, levels, a.limit, a.seed, a.model, a.backend if a.backend != "eager" else "folded",
+        methods=["deepdenoise"])]
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        print(f"{ds}:")
+        print(format_impulse_markdown([r for r in rows if r["dataset"] == ds]))
+    if a.json:
+        write_json(a.json, rows, {"noise": a.noise, "levels": levels, "seed": a.seed})
     return 0
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from deepdenoise.errors import ModelConfigError
 from deepdenoise.models.dncnn import DnCNN, DnCNNConfig
+from deepdenoise.models.limits import check_config
 from deepdenoise.models.unet import UNetConfig, UNetDenoiser
 
 ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], type]] = {
@@ -62,16 +63,23 @@ def model_config(name: str, **overrides: Any) -> tuple[str, dict[str, Any]]:
 
 
 def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
-    """Build an untrained network of architecture ``arch`` from a config dict (no I/O)."""
-    if arch not in ARCHITECTURES:
-        raise ModelConfigError(f"unknown architecture '{arch}'")
+    """Build an untrained network of architecture ``arch`` from a config dict (no I/O).
+
+    The config is checked (known keys, types, ranges, parameter count) before anything is built,
+    since it may come from a file."""
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise ModelConfigError(f"unknown architecture {arch!r:.60}")
     model_cls, config_cls = ARCHITECTURES[arch]
+    check_config(arch, config)
+    unknown = sorted(set(config) - {f.name for f in fields(config_cls)})
+    if unknown:
+        raise ModelConfigError(f"{arch}: unknown config key(s) {', '.join(map(str, unknown))[:200]}")
     cfg = dict(config)
     if "features" in cfg and isinstance(cfg["features"], list):
         cfg["features"] = tuple(cfg["features"])
     try:
         return model_cls(config_cls(**cfg))
-    except ValueError as exc:  # a value the architecture rejects (e.g. one block count per level)
+    except (ValueError, TypeError) as exc:  # a value the architecture rejects (e.g. one block count per level)
         raise ModelConfigError(f"{arch}: {exc}") from None
 
 

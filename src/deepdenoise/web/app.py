@@ -6,8 +6,10 @@ exhausting memory. Uploads are bounded in bytes and pixels; every error is a JSO
 """
 
 import asyncio
+import logging
 import os
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepdenoise.backends import DEFAULT_BACKEND
-from deepdenoise.errors import DeepDenoiseError, InputError, ModelError
+from deepdenoise.errors import Cancelled, DeepDenoiseError, ModelError
+from deepdenoise.web.guard import GuardLimits, RequestGuard, guarded_protocol
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 MEDIA = {"PNG": ("image/png", ".png"), "JPEG": ("image/jpeg", ".jpg"), "TIFF": ("image/tiff", ".tif"),
@@ -30,37 +35,63 @@ class ServeConfig:
     queue: int = 64
     tile: int = 512
     backend: str = DEFAULT_BACKEND
+    cors_origins: tuple[str, ...] = ()  # cross-origin callers allowed ('*': any); same origin always
+    body_timeout: float = 120.0  # seconds for a whole upload to arrive
+    header_timeout: float = 10.0  # seconds for a request line and headers
+    max_header_bytes: int = 16 * 1024
+    limit_concurrency: int = 256  # open connections; beyond, the longest-stalled one is dropped
+
+
+FORM_ROOM = 64 * 1024  # the multipart form's other fields and boundaries, beyond the image's bytes
 
 
 def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | None,
                   cfg: ServeConfig, noise: str = "auto", peak: float | None = None, strength: float = 1.0,
-                  noise_scale: float = 1.0) -> tuple[bytes, str, dict[str, Any]]:
-    """Denoise an uploaded file's bytes; returns (encoded image, media type, info). Blocking."""
+                  noise_scale: float = 1.0, cancel: threading.Event | None = None,
+                  density: float | None = None) -> tuple[bytes, str, dict[str, Any]]:
+    """Denoise an uploaded file's bytes; returns (encoded image, media type, info). Blocking.
+
+    The header is checked against the pixel limit before anything is decoded, and the image is
+    decoded once. Errors name the upload, never the server's temporary path."""
     from deepdenoise import io as dio
-    from deepdenoise.pipeline import DenoiseOptions, denoise_file
 
     suffix = Path(filename or "upload").suffix.lower()
     if suffix not in dio.READ_SUFFIXES:
         suffix = ".img"
+    shown = Path(filename).name[:100] if filename else "upload"
+    if cancel is not None and cancel.is_set():  # the client left while this waited in the queue
+        raise Cancelled("cancelled: the client went away")
     with tempfile.TemporaryDirectory(prefix="deepdenoise-") as tmp:
         src = Path(tmp) / f"in{suffix}"
         src.write_bytes(data)
-        probe = dio.read_image(src)
-        h, w = probe.pixels.shape[:2]
-        if h * w > cfg.max_pixels:
-            raise InputError(f"image has {h * w} pixels; the limit is {cfg.max_pixels}")
-        fmt = probe.format.upper() if probe.format.upper() in MEDIA else "PNG"
-        if fmt == "JPEG" and probe.alpha is not None:
-            fmt = "PNG"
-        media, ext = MEDIA[fmt]
-        dst = Path(tmp) / f"out{ext}"
-        t0 = time.perf_counter()
-        opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
-                              strength=strength, noise_scale=noise_scale)
-        info = denoise_file(src, dst, opts)
-        info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
-        info.update(width=w, height=h)
-        return dst.read_bytes(), media, info
+        try:
+            return _denoise_upload(src, Path(tmp), sigma, model, cfg, noise, peak, strength, noise_scale, cancel,
+                                   density)
+        except DeepDenoiseError as exc:
+            log.info("upload %s refused: %s", shown, exc)
+            raise type(exc)(str(exc).replace(str(src), shown).replace(tmp, "")) from None
+
+
+def _denoise_upload(src: Path, tmp: Path, sigma: float | None, model: str | None, cfg: ServeConfig, noise: str,
+                    peak: float | None, strength: float, noise_scale: float,
+                    cancel: threading.Event | None, density: float | None = None) -> tuple[bytes, str, dict[str, Any]]:
+    from deepdenoise import io as dio
+    from deepdenoise.pipeline import DenoiseOptions, denoise_file
+
+    header = dio.read_header(src)
+    dio.check_pixel_limit(header, cfg.max_pixels, str(src))
+    fmt = header.format.upper() if header.format.upper() in MEDIA else "PNG"
+    if fmt == "JPEG" and header.channels in (2, 4):
+        fmt = "PNG"
+    media, ext = MEDIA[fmt]
+    dst = tmp / f"out{ext}"
+    t0 = time.perf_counter()
+    opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
+                          strength=strength, noise_scale=noise_scale, max_pixels=cfg.max_pixels, density=density)
+    info = denoise_file(src, dst, opts, cancel=cancel)
+    info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
+    info.update(width=header.width, height=header.height)
+    return dst.read_bytes(), media, info
 
 
 def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
@@ -96,22 +127,27 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
     @app.post("/api/denoise", responses={200: {"content": {"image/png": {}}}, 400: {}, 404: {}, 413: {},
                                           422: {}, 503: {}})
     async def denoise_endpoint(
+        request: Request,
         image: UploadFile = File(..., description="image file (PNG, JPEG, TIFF, WebP, BMP, GIF)"),
         sigma: float | None = Form(None, ge=0, le=255, description="noise level 0-255; blind if omitted"),
         model: str | None = Form(None, max_length=200, description="shipped model name"),
-        noise: Literal["auto", "gaussian", "poisson", "real"] = Form(
+        noise: Literal["auto", "gaussian", "poisson", "real", "impulse"] = Form(
             "auto", description="auto: white noise, or a camera's correlated noise (then the camera model); "
             "poisson: photon-limited image (sigma is then the read noise); real: a camera photo's blotchy noise "
-            "through pixel-shuffle down-sampling (5x the time)"),
+            "through pixel-shuffle down-sampling (5x the time); impulse: salt-and-pepper, bit errors, hot/dead pixels"),
         peak: float | None = Form(None, ge=1e-3, le=1e9, description="poisson: photons at full scale; "
                                   "estimated if omitted"),
         strength: float = Form(1.0, ge=0, le=1, description="fraction of the luminance noise removed "
                                "(colour noise: all of it)"),
         noise_scale: float = Form(1.0, ge=0.05, le=20, description="multiplies the noise level the model is "
                                   "given (estimated or sigma): above 1 removes more, below 1 keeps more detail"),
+        density: float | None = Form(None, gt=0, lt=1, description="noise=impulse: fraction of corrupted samples; "
+                                     "estimated if omitted"),
     ) -> Response:
         if peak is not None and noise != "poisson":
             raise HTTPException(400, "peak applies to noise=poisson")
+        if density is not None and noise != "impulse":
+            raise HTTPException(400, "density applies to noise=impulse")
         if model is not None:
             from deepdenoise.hub import shipped_models
 
@@ -125,14 +161,29 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         if slots.locked():
             raise HTTPException(503, "server busy: too many queued requests, retry later")
         async with slots:
-            loop = asyncio.get_running_loop()
-            body, media, info = await loop.run_in_executor(
-                pool, denoise_bytes, data, image.filename or "", sigma, model, cfg, noise, peak, strength,
-                noise_scale)
+            body, media, info = await _run_cancellable(request, pool, denoise_bytes, data, image.filename or "",
+                                                       sigma, model, cfg, noise, peak, strength, noise_scale,
+                                                       density=density)
         headers = result_headers(info, media)
         return Response(body, media_type=media, headers=headers)
 
-    return app
+    limits = GuardLimits(cfg.max_upload_bytes + FORM_ROOM, cfg.body_timeout, cfg.cors_origins)
+    return RequestGuard(app, limits)
+
+
+async def _run_cancellable(request: Any, pool: ThreadPoolExecutor, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs, cancel=event)`` in the pool; if the client hangs up meanwhile, set
+    the event so the job stops at its next tile instead of finishing for nobody."""
+    cancel = threading.Event()
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(pool, lambda: fn(*args, **kwargs, cancel=cancel))
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=0.25)
+        if done:
+            return future.result()
+        if not cancel.is_set() and await request.is_disconnected():
+            log.info("client went away: cancelling its job")
+            cancel.set()
 
 
 def result_headers(info: dict[str, Any], media: str) -> dict[str, str]:
@@ -153,6 +204,8 @@ def result_headers(info: dict[str, Any], media: str) -> dict[str, str]:
         headers.update({"X-Peak": f"{info['peak']:.4g}", "X-Read-Sigma": f"{info['read_sigma']:.2f}"})
     elif info.get("noise") == "real":
         headers["X-PD-Stride"] = str(info["pd_stride"])
+    elif info.get("noise") == "impulse":
+        headers["X-Impulse-Density"] = f"{info['impulse_density']:.4f}"
     return headers
 
 
@@ -160,7 +213,16 @@ MEDIA_EXT = {media: ext for media, ext in MEDIA.values()}
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None) -> None:
+    """Run the service under uvicorn with the connection-level limits of :mod:`deepdenoise.web.guard`."""
+    import resource
+
     import uvicorn
 
+    cfg = cfg or ServeConfig()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    connections = max(8, min(cfg.limit_concurrency, soft - 64))  # file descriptors left for files and models
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info")
+    protocol = guarded_protocol(cfg.header_timeout, cfg.max_header_bytes, connections)
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info", http=protocol,
+                limit_concurrency=connections + 1, timeout_keep_alive=5,
+                h11_max_incomplete_event_size=cfg.max_header_bytes)

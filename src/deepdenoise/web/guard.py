@@ -1,0 +1,221 @@
+"""Limits that must hold before the application sees a request.
+
+``RequestGuard`` is ASGI middleware: it stops reading an upload at the byte limit (413, from the
+``Content-Length`` header when there is one, else while the body streams in), gives the whole
+body a deadline (408: a client dribbling bytes cannot hold a connection), and applies the
+cross-origin policy (same origin only unless origins are allowed; a disallowed origin gets 403
+before any work, preflights included).
+
+``GuardedH11Protocol`` is the HTTP/1.1 protocol the service runs under uvicorn with: a deadline for
+the request line and headers (408, then the connection is closed), 431 for headers beyond the
+size limit, and a cap on open connections where a new client pushes out the one that has waited
+longest without sending a whole request, so slow-header floods cannot take the file descriptors
+that ``/healthz`` and real users need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    max_body_bytes: int  # the upload limit plus room for the form's other fields
+    body_timeout: float = 120.0  # seconds for a whole request body
+    cors_origins: tuple[str, ...] = ()  # allowed cross-origin callers ('*': any)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Any, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware: body size cap and deadline, and the cross-origin policy."""
+
+    def __init__(self, app: Any, limits: GuardLimits) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = _header(scope, b"origin")
+        cors = self._cors_headers(scope, origin)
+        if cors is None:
+            await _send_json(send, 403, f"cross-origin requests from {origin} are not allowed")
+            return
+        if scope["method"] == "OPTIONS" and origin is not None:  # an allowed preflight
+            await self._preflight(scope, send, cors)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            await _send_json(send, 413, f"upload larger than {self.limits.max_body_bytes} bytes")
+            return
+        await self._guarded(scope, receive, send, cors)
+
+    def _cors_headers(self, scope: Scope, origin: str | None) -> list[tuple[bytes, bytes]] | None:
+        """Headers for an allowed response, [] for a same-origin one, None for a refused one."""
+        if origin is None or urlsplit(origin).netloc == (_header(scope, b"host") or ""):
+            return []
+        if "*" in self.limits.cors_origins or origin in self.limits.cors_origins:
+            return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
+                    (b"access-control-expose-headers", b"*")]
+        return None
+
+    async def _preflight(self, scope: Scope, send: Any, cors: list[tuple[bytes, bytes]]) -> None:
+        asked = _header(scope, b"access-control-request-headers") or ""
+        headers = [*cors, (b"access-control-allow-methods", b"GET, HEAD, POST"),
+                   (b"access-control-allow-headers", asked.encode("latin-1")),
+                   (b"access-control-max-age", b"600"), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _guarded(self, scope: Scope, receive: Any, send: Any, cors: list[tuple[bytes, bytes]]) -> None:
+        """Run the app with a receive that counts bytes against the cap and the deadline, and a send
+        that adds the CORS headers; a refusal found mid-body replaces whatever the app answers."""
+        deadline = time.monotonic() + self.limits.body_timeout
+        state: dict[str, Any] = {"read": 0, "refused": None, "started": False}
+
+        def refuse(status: int, detail: str) -> _Refused:
+            refused = _Refused(status, detail)
+            state["refused"] = refused
+            return refused
+
+        async def guarded_receive() -> Message:
+            if state["refused"] is not None:
+                raise refuse(state["refused"].status, state["refused"].detail)
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise refuse(408, f"request body not received within {self.limits.body_timeout:g} s") from None
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                if state["read"] > self.limits.max_body_bytes:
+                    raise refuse(413, f"upload larger than {self.limits.max_body_bytes} bytes")
+                if not message.get("more_body", False):
+                    deadline_off()
+            return message
+
+        def deadline_off() -> None:  # the body is in: the denoising itself has no deadline here
+            nonlocal deadline
+            deadline = float("inf")
+
+        async def guarded_send(message: Message) -> None:
+            if state["refused"] is not None:  # the app's answer to a broken body: ours instead
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                message = {**message, "headers": [*message.get("headers", []), *cors]}
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except _Refused:
+            pass
+        refused = state["refused"]
+        if refused is not None and not state["started"]:
+            log.info("refused %s %s: %s", scope["method"], scope["path"], refused.detail)
+            await _send_json(send, refused.status, refused.detail, cors)
+
+
+def guarded_protocol(header_timeout: float, max_header_bytes: int, max_connections: int) -> type:
+    """uvicorn's h11 protocol with a header deadline, 431 for oversized headers and a connection
+    cap that evicts the longest-stalled connection (see the module docstring)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._waiting_since = time.monotonic()
+            self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(header_timeout, self._too_slow)
+            if len(self.connections) > max_connections:
+                self._evict_stalled()
+
+        def _stalled(self) -> bool:
+            return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
+
+        def _evict_stalled(self) -> None:
+            stalled: list[Any] = [c for c in self.connections
+                                  if c is not self and getattr(c, "_stalled", lambda: False)()]
+            if stalled:
+                oldest = min(stalled, key=lambda c: c._waiting_since)
+                oldest.transport.close()
+                oldest._stop_timer()
+                self.connections.discard(oldest)  # closing: no longer counted against the cap
+
+        def _stop_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if self._stalled() and not self.transport.is_closing():
+                self._refuse(408, b"Request Timeout", b"request headers not received in time")
+
+        def _refuse(self, status: int, reason: bytes, body: bytes) -> None:
+            head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                    % (status, reason, len(body)))
+            self.transport.write(head + body)
+            self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self.conn.their_state is h11.IDLE and self._headers_too_large(data):
+                self._stop_timer()
+                self._refuse(431, b"Request Header Fields Too Large", b"request headers too large")
+                return
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # a whole request line and headers arrived
+                self._stop_timer()
+
+        def _headers_too_large(self, data: bytes) -> bool:
+            """Whether the request line and headers (not the body that may follow them in the same
+            packet) go beyond the limit."""
+            head = (bytes(self.conn.trailing_data[0]) + data[:max_header_bytes + 4])[:max_header_bytes + 4]
+            return len(head) > max_header_bytes and b"\r\n\r\n" not in head
+
+        def on_response_complete(self) -> None:
+            if self.conn.their_state not in (h11.DONE, h11.IDLE):  # answered before the body was in
+                self._stop_timer()  # (refused, or a broken form): do not wait for the rest of it
+                self.transport.close()
+                return
+            super().on_response_complete()
+            if not self.transport.is_closing():  # keep-alive: the next request gets its own deadline
+                self._waiting_since = time.monotonic()
+                self._stop_timer()
+                self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
