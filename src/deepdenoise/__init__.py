@@ -1,11 +1,25 @@
 """deepdenoise: remove noise from photos and scientific images with deep CNNs."""
 
-from deepdenoise.api import denoise
-from deepdenoise.hub import load_model, save_weights, shipped_models
-from deepdenoise.metrics import psnr, ssim
-from deepdenoise.models import create_model
-from deepdenoise.noise import add_gaussian_noise, add_noise_numpy, estimate_sigma
+from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["denoise", "create_model", "load_model", "save_weights", "shipped_models", "psnr", "ssim",
-           "add_gaussian_noise", "add_noise_numpy", "estimate_sigma", "__version__"]
+from importlib import import_module
+from typing import Any
+
+from deepdenoise.defaults import VERSION
+
+__version__ = VERSION
+_LAZY = {"denoise": "deepdenoise.api", "load_model": "deepdenoise.hub", "save_weights": "deepdenoise.hub",
+         "shipped_models": "deepdenoise.hub", "psnr": "deepdenoise.metrics", "ssim": "deepdenoise.metrics",
+         "create_model": "deepdenoise.models", "add_gaussian_noise": "deepdenoise.noise",
+         "add_noise_numpy": "deepdenoise.noise", "estimate_sigma": "deepdenoise.noise"}
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public functions, imported on first use: importing the package (and so the command
+    line) does not load torch until a command needs it."""
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deepdenoise' has no attribute {name!r}")

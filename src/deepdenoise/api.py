@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from deepdenoise.backends import DEFAULT_BACKEND, resolve_backend
+from deepdenoise.defaults import NOISE_KINDS  # noqa: F401  (re-exported)
 from deepdenoise.errors import InputError, ModelError
 from deepdenoise.hub import load_model, shipped_models
 from deepdenoise.inference import DEFAULT_TILE, apply_model, working_tile
@@ -25,7 +26,6 @@ from deepdenoise.noiselevel import NoiseLevel, estimate_noise_level, takes_map
 
 DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
 DEFAULT_COLOR = ("default_color",)
-NOISE_KINDS = ("auto", "gaussian", "poisson", "real", "impulse")
 CAMERA_MODEL = "camera"  # the shipped model for photos whose noise a camera made (demosaiced, compressed)
 
 

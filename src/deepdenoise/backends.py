@@ -21,14 +21,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from deepdenoise.defaults import BACKENDS, DEFAULT_BACKEND  # noqa: F401  (re-exported)
+
 if TYPE_CHECKING:  # torch loads lazily: the CLI imports the backend names before any work
     import torch
     from torch import nn
 
     from deepdenoise.noiselevel import NoiseLevel
 
-BACKENDS = ("auto", "eager", "folded", "bf16", "onnxruntime", "int8")
-DEFAULT_BACKEND = "auto"
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -130,7 +130,8 @@ def format_impulse_markdown(rows: list[dict[str, Any]]) -> str:
         mine = next((r for r in rows if r["level"] == lv and r["method"] == "deepdenoise"), None)
         if best and mine:
             gains.append(f"{lv:g}: {mine['psnr'] - best['psnr']:+.2f} dB over {best['method']}")
-    return "\n".join(lines) + "\n\nPSNR dB / SSIM. Ours against the best median row: " + "; ".join(gains) + "\n"
+    tail = f" Ours against the best median row: {'; '.join(gains)}" if gains else ""
+    return "\n".join(lines) + "\n\nPSNR dB / SSIM." + tail + "\n"
 
 
 def impulse_figure(dataset: str | Path, kind: str, level: float, out: Path, model: str | None = None,

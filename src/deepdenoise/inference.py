@@ -78,17 +78,34 @@ def denoise_tensor(
     for y0 in ys:
         y1, ya, yb = min(y0 + tile, h), max(0, y0 - m), min(h, y0 + tile + m)
         band = torch.cat([above, x[:, :, y0:yb]], dim=2)  # [1, C, yb - ya, W] noisy rows ya..yb
-        res_band = torch.empty(1, c, y1 - y0, w)  # [1, C, rows, W]
-        for x0 in xs:
-            x1, xa, xb = min(x0 + tile, w), max(0, x0 - m), min(w, x0 + tile + m)
-            res = fwd(band[:, :, :, xa:xb])  # [1, C, <= tile + 2m, <= tile + 2m]
-            res_band[:, :, :, x0:x1] = res[:, :, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+        def tick() -> None:
+            nonlocal done
             done += 1
             if progress:
                 progress(done, total)
+
+        res_band = denoise_band(fwd, band, y0 - ya, y1 - ya, tile, m, tick)  # [1, C, y1 - y0, W]
         above = band[:, :, max(0, y1 - m) - ya:y1 - ya].clone()  # before out[y0:y1] is written
         out[:, :, y0:y1] = res_band
     return out
+
+
+def denoise_band(fwd: Callable[[torch.Tensor], torch.Tensor], band: torch.Tensor, top: int, bottom: int,
+                 tile: int, margin: int, tick: Callable[[], None] | None = None) -> torch.Tensor:
+    """One band of tiles: ``band`` [1, C, rows, W] holds the band's rows ``top:bottom`` with their
+    context above and below; returns the denoised rows [1, C, bottom - top, W]. Tiles start at
+    multiples of ``tile`` across, each with ``margin`` columns of context: the whole-image result,
+    whatever the band's neighbours (a streamed image gets exactly what a loaded one gets).
+    ``tick()`` is called after each tile."""
+    _, c, _, w = band.shape
+    res_band = torch.empty(1, c, bottom - top, w)  # [1, C, rows, W]
+    for x0 in range(0, w, tile):
+        x1, xa, xb = min(x0 + tile, w), max(0, x0 - margin), min(w, x0 + tile + margin)
+        res = fwd(band[:, :, :, xa:xb])  # [1, C, <= tile + 2m, <= tile + 2m]
+        res_band[:, :, :, x0:x1] = res[:, :, top:bottom, x0 - xa:x1 - xa]
+        if tick:
+            tick()  # after every tile: progress bars move, and a cancelled job stops here
+    return res_band
 
 
 def tensor_view(image: np.ndarray) -> torch.Tensor:

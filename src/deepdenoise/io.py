@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from deepdenoise.defaults import MAX_PIXELS  # noqa: F401  (re-exported)
 from deepdenoise.errors import InputError, OutputError
 from deepdenoise.fsutil import publish_mode
 
-MAX_PIXELS = 200_000_000  # default pixel limit (all frames together): ~4x a 48 MP photo
 DEFLATE_MAX_RATIO = 1100  # zlib cannot shrink data more than ~1032:1: a smaller file is truncated
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm"}
 

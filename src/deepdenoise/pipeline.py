@@ -60,6 +60,10 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
         return _denoise_fits(src, dst, opts, overwrite)
     if dst.suffix.lower() not in OUT_SUFFIXES:
         raise OutputError(f"{dst}: unsupported output format (use .png, .tif, .jpg, .webp or .bmp)")
+    if opts.max_pixels is None and _streams(src, dst, opts):
+        from deepdenoise.stream import stream_denoise_tiff
+
+        return stream_denoise_tiff(src, dst, opts, overwrite)
     img = read_image(src, opts.max_pixels)
     tile = opts.tile
     if opts.gray and img.is_color:
@@ -119,6 +123,17 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
                              "or --noise-scale 1.5")
     info["notes"] = img.notes + info["notes"]
     return info
+
+
+def _streams(src: Path, dst: Path, opts: DenoiseOptions) -> bool:
+    """Whether a file goes the bounded-memory way (:mod:`deepdenoise.stream`): the limit lifted, a
+    TIFF beyond ``STREAM_ABOVE`` pixels written as TIFF, and the plain Gaussian path asked for."""
+    from deepdenoise.io import read_header
+    from deepdenoise.stream import STREAM_ABOVE, can_stream
+
+    header = read_header(src)
+    return (header.pixels > STREAM_ABOVE and can_stream(src, header) and dst.suffix.lower() in (".tif", ".tiff")
+            and opts.noise in ("auto", "gaussian") and not opts.gray and opts.strength == 1)
 
 
 def _denoise_fits(src: Path, dst: Path, opts: DenoiseOptions, overwrite: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The mission's figures (and the training curve), as PNG files.
+"""The DnCNN experiment's figures (and the training curve), as PNG files.
 
 1. ``comparison.png``: clean / noisy / denoised side by side, PSNR in the titles;
 2. ``patches.png``: a grid of noisy vs denoised test patches;
@@ -156,7 +156,7 @@ def training_curve(log_csv: Path, out: Path, title: str = "training") -> None:
 def make_figures(model: nn.Module, dataset: str | Path, out: str | Path, sigma: float = 25.0,
                  patches_file: str | Path | None = None, limit: int = 10, label: str = "model",
                  seed: int = 0) -> dict[str, Any]:
-    """Write the three mission figures into ``out``; return the numbers they show."""
+    """Write the three experiment figures into ``out``; return the numbers they show."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images, names, color = load_dataset(dataset, limit)

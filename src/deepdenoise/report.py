@@ -1,7 +1,7 @@
 """``deepdenoise report``: regenerate docs/results.md from data, runs and shipped weights.
 
 Everything in the page is measured when the command runs (patch counts from the prepare manifest,
-training curves from the run logs, PSNR tables from evaluate), next to the seed's headline and
+training curves from the run logs, PSNR tables from evaluate), next to the reference result and
 the published numbers; nothing is typed in by hand except those published references.
 """
 
@@ -20,7 +20,7 @@ PUBLISHED_BSD68 = {  # gray, PSNR dB at sigma 15 / 25 / 50 (shared/data/README.m
     "FFDNet": (31.63, 29.19, 26.29), "DRUNet": (31.91, 29.48, 26.59),
 }
 PUBLISHED_CBSD68 = {"CDnCNN-B": (33.89, 31.23, 27.92), "FFDNet": (33.87, 31.21, 27.96)}
-SEED_HEADLINE = (20.530, 31.193)  # the seed's noisy -> denoised PSNR on its test data (sigma 25)
+SEED_HEADLINE = (20.530, 31.193)  # the original request's noisy -> denoised PSNR on its own test data (sigma 25)
 SIGMAS = [15.0, 25.0, 50.0]
 
 
@@ -62,11 +62,11 @@ def build_report(out: Path, dataset: Path, color_dataset: Path | None, patches: 
                   f"{', '.join(map(str, c['scales']))}; training patches randomly flipped/rotated", ""]
     log = runs / "dncnn_s_sigma25" / "log.csv"
     if log.exists():
-        training_curve(log, img_dir / "training_dncnn_s_sigma25.png", "DnCNN-S, sigma 25 (mission recipe)")
+        training_curve(log, img_dir / "training_dncnn_s_sigma25.png", "DnCNN-S, sigma 25 (the paper's recipe)")
         with open(log) as f:
             rows = list(csv.DictReader(f))
         last = rows[-1]
-        lines += ["## Training (mission recipe)", "",
+        lines += ["## Training (the DnCNN paper's recipe)", "",
                   f"`deepdenoise train --config configs/dncnn_s_sigma25.yaml`: {last['epoch']} epochs, "
                   f"{last['step']} steps, {float(last['elapsed_seconds']) / 60:.1f} min of training time; "
                   f"final test-patch PSNR {last['val_psnr']} dB.", "",
@@ -100,14 +100,14 @@ def build_report(out: Path, dataset: Path, color_dataset: Path | None, patches: 
     test_npy = patches / "test.npy"
     if test_npy.exists() and "dncnn_s_sigma25" in shipped_models():
         pr = evaluate_patches(load_model("dncnn_s_sigma25")[0], test_npy, [25.0], limit=limit and limit * 100)[0]
-        lines += ["## Against the seed's headline", "",
+        lines += ["## Against the original request's headline", "",
                   "| | noisy | denoised |", "|---|---|---|",
-                  f"| seed (its test data, sigma 25) | {SEED_HEADLINE[0]:.2f} | {SEED_HEADLINE[1]:.2f} |",
+                  f"| original request (its test data, sigma 25) | {SEED_HEADLINE[0]:.2f} | {SEED_HEADLINE[1]:.2f} |",
                   f"| ours, dncnn_s_sigma25 on the {pr['images']} test patches | {pr['psnr_noisy']:.2f} | "
                   f"{pr['psnr_denoised']:.2f} |", "",
-                  "The seed reports one noisy/denoised pair on its own test data with an unstated protocol; our",
-                  "row is the standard protocol on all 21,400 test patches. On BSD68 the published DnCNN-S is the",
-                  "fair comparison (table above).", ""]
+                  "The original request reports one noisy/denoised pair on its own test data with an unstated",
+                  "protocol; our row is the standard protocol on all 21,400 test patches. On BSD68 the published",
+                  "DnCNN-S is the fair comparison (table above).", ""]
     if "dncnn_s_sigma25" in shipped_models():
         fig = make_figures(load_model("dncnn_s_sigma25")[0], dataset, img_dir, 25.0,
                            test_npy if test_npy.exists() else None, limit=min(limit or 10, 10),

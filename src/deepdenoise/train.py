@@ -1,4 +1,4 @@
-"""Training: the mission's recipe by default (Adam 1e-3, lr x0.95 per epoch, MSE, 30 epochs,
+"""Training: the DnCNN-S recipe by default (Adam 1e-3, lr x0.95 per epoch, MSE, 30 epochs,
 sigma 25) and the blind recipes of ``configs/``.
 
 Speed: bfloat16 autocast + channels_last on CPUs with AVX-512 BF16 (about 4x fp32 here) and on

@@ -10,8 +10,6 @@ import argparse
 import math
 import sys
 
-from deepdenoise.api import NOISE_KINDS
-from deepdenoise.backends import BACKENDS, DEFAULT_BACKEND
 from deepdenoise.cli.commands import (
     cmd_benchmark,
     cmd_calibrate,
@@ -27,8 +25,8 @@ from deepdenoise.cli.commands import (
     cmd_serve,
     cmd_train,
 )
+from deepdenoise.defaults import BACKENDS, DEFAULT_BACKEND, MAX_PIXELS, NOISE_KINDS
 from deepdenoise.errors import DeepDenoiseError
-from deepdenoise.io import MAX_PIXELS
 
 
 def _sigma(value: str) -> float:
@@ -108,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepdenoise", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("prepare", help="extract the mission's 40x40 patch sets from BSDS500")
+    s = sub.add_parser("prepare", help="extract the DnCNN paper's 40x40 patch sets from BSDS500")
     s.add_argument("root", help="BSDS500 folder with {train,val,test}/*.jpg")
     s.add_argument("--out", default="data/patches")
     s.add_argument("--seed", type=int, default=0)
@@ -124,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sha256", default=None, help="expected archive SHA-256 (optional)")
     s.set_defaults(func=cmd_download)
 
-    s = sub.add_parser("train", help="train a model (mission recipe by default)")
+    s = sub.add_parser("train", help="train a model (the DnCNN-S recipe by default)")
     s.add_argument("--config", help="YAML recipe (configs/*.yaml)")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     s.add_argument("--model")
@@ -234,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per image")
     s.set_defaults(func=cmd_estimate)
 
-    s = sub.add_parser("figures", help="write the mission's three figures (PNG)")
+    s = sub.add_parser("figures", help="write the DnCNN experiment's three figures (PNG)")
     s.add_argument("--out", default="figs")
     s.add_argument("--model", default="dncnn_s_sigma25")
     s.add_argument("--dataset", default="../shared/data/BSD68")

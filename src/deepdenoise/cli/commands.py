@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from deepdenoise.backends import BACKENDS
+from deepdenoise.defaults import BACKENDS
 from deepdenoise.errors import DeepDenoiseError
 
 

@@ -1,4 +1,4 @@
-"""The mission's patch sets, deterministic and cached.
+"""The DnCNN paper's patch sets, deterministic and cached.
 
 How patches are chosen (per image, independent of the order images are listed in):
   1. the image is converted to gray (ITU-R 601 luma, as PIL's "L") or kept RGB with ``color``;
