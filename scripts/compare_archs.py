@@ -55,8 +55,8 @@ def base_config(name: str) -> dict[str, Any]:
 
 
 def measure_throughput(names: list[str], steps: int) -> None:
-    from deepdenoise.config import TrainConfig
-    from deepdenoise.train import train
+    from deepdenoise.training.config import TrainConfig
+    from deepdenoise.training.trainer import train
 
     results = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
     for name in names:

@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from deepdenoise.evaluate import evaluate_dataset
-from deepdenoise.hub import load_weights
+from deepdenoise.evaluation.evaluate import evaluate_dataset
+from deepdenoise.weights.format import load_weights
 
 PART = 15 * 2**20
 BUDGET = 60 * 2**20  # leaves room for logs.tgz and pick.json

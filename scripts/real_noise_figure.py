@@ -5,7 +5,7 @@ Usage: python scripts/real_noise_figure.py [RNI15 folder] [out.png] [camera-nois
 import sys
 from pathlib import Path
 
-from deepdenoise.plots import real_noise_figure
+from deepdenoise.evaluation.plots import real_noise_figure
 
 NAMES = ["Dog.png", "Window.png", "Pattern1.png", "Bears.png"]
 

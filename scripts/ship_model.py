@@ -20,7 +20,8 @@ from typing import Any
 
 from torch import nn
 
-from deepdenoise.hub import WEIGHTS_DIR, load_weights, read_meta, save_weights
+from deepdenoise.weights.format import load_weights, read_meta, save_weights
+from deepdenoise.weights.shipped import WEIGHTS_DIR
 
 
 def config_command(meta: dict[str, Any]) -> str:

@@ -7,13 +7,14 @@ import torch
 from PIL import Image
 
 from conftest import smooth_image
-from deepdenoise.backends import fold_batchnorm, make_forward
 from deepdenoise.cli import main
 from deepdenoise.errors import DeepDenoiseError
-from deepdenoise.hub import load_model
+from deepdenoise.inference.backends import make_forward
 from deepdenoise.metrics import psnr
 from deepdenoise.models import create_model
+from deepdenoise.models.folding import fold_batchnorm
 from deepdenoise.noise import add_noise_numpy
+from deepdenoise.weights.shipped import load_model
 
 
 @pytest.mark.parametrize("unshuffle", [1, 2])
@@ -83,7 +84,7 @@ def test_onnx_export_and_backend_parity(tmp_path: Path, camera: np.ndarray) -> N
     for backend in ("eager", "onnxruntime"):
         assert main(["denoise", str(tmp_path / "n.png"), "-o", str(tmp_path / f"{backend}.png"),
                      "--backend", backend]) == 0
-    from deepdenoise.api import denoise
+    from deepdenoise.inference.api import denoise
 
     a = denoise(noisy_img, model="default", backend="folded")
     b = denoise(noisy_img, model="default", backend="onnxruntime")
@@ -106,7 +107,8 @@ def test_onnx_noise_map_model_takes_sigma() -> None:
     """Noise-map models export with a map input [B, M, H, W]; the graph follows a number, a
     per-pixel map and a noise-level function as eager does, on every backend."""
     pytest.importorskip("onnxruntime")
-    from deepdenoise.noiselevel import NoiseLevel, sigma_input
+    from deepdenoise.inference.levels import sigma_input
+    from deepdenoise.noise.level import NoiseLevel
 
     torch.manual_seed(0)
     model = create_model("unet_tiny_rgb", unshuffle=2, noise_map=True, map_channels=3).eval()

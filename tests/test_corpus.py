@@ -133,7 +133,7 @@ VALID = {  # name: (content, expected output shape, expected bit depth, alpha ke
 def _png16(channels: int) -> bytes:
     import tempfile
 
-    from deepdenoise.io import _write_png16_color
+    from deepdenoise.io.images import _write_png16_color
 
     q = (np.random.default_rng(channels).random((24, 20, channels)) * 65535).astype(np.uint16)
     with tempfile.TemporaryDirectory() as tmp:

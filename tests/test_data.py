@@ -119,7 +119,7 @@ def test_download_reference_verifies_each_file(tmp_path: Path, monkeypatch: pyte
     (mirror / "model" / "specifics" / "sigma=25.mat").write_bytes(blobs["sigma=25.mat"])
     assert main(["download", "dncnn-reference", "--url", mirror.as_uri()]) == 0
     assert (tmp_path / "ref3" / "sigma=25.mat").read_bytes() == blobs["sigma=25.mat"]
-    from deepdenoise.hub import reference_dir
+    from deepdenoise.weights.shipped import reference_dir
 
     assert reference_dir() == tmp_path / "ref3" and reference_dir("x") == Path("x")
     (mirror / "model" / "specifics" / "GD_Gray_Blind.mat").unlink()  # an unreachable file: one-line error

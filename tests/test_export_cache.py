@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepdenoise import export
+from deepdenoise.inference import onnx as export
 from deepdenoise.models import create_model
 
 

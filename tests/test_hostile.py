@@ -42,7 +42,7 @@ def test_outputs_honour_the_umask_and_keep_a_replaced_files_mode(tmp_path: Path)
 
 
 def test_interrupted_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepdenoise import io as dio
+    from deepdenoise.io import images as dio
 
     img = dio.ImageData(pixels=smooth_image(16, 16), format="PNG", bit_depth=8)
 

@@ -43,7 +43,7 @@ def test_one_bit_png_bomb_is_refused_on_its_header(tmp_path: Path, monkeypatch: 
     idat = b"".join(comp.compress(b"\0" * (1 + (w + 7) // 8)) for _ in range(h)) + comp.flush()
     (tmp_path / "b.png").write_bytes(_png(w, h, 1, idat))  # ~27 KB on disk, 225 MP declared
     assert os.path.getsize(tmp_path / "b.png") < 40_000
-    monkeypatch.setattr("deepdenoise.io._read_pil", lambda *a: pytest.fail("decoded despite the limit"))
+    monkeypatch.setattr("deepdenoise.io.images._read_pil", lambda *a: pytest.fail("decoded despite the limit"))
     with pytest.raises(InputError, match="225000000 pixels"):
         read_image(tmp_path / "b.png")  # the default limit
 
@@ -89,7 +89,7 @@ def test_folder_mode_skips_hidden_fifos_and_unknown_files_and_says_so(
 
 
 def test_cancelled_job_stops_and_writes_nothing(tmp_path: Path) -> None:
-    from deepdenoise.pipeline import DenoiseOptions, denoise_file
+    from deepdenoise.pipeline.files import DenoiseOptions, denoise_file
 
     Image.fromarray(np.full((64, 64), 100, np.uint8)).save(tmp_path / "a.png")
     cancel = threading.Event()

@@ -16,8 +16,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from deepdenoise.cli import main
-from deepdenoise.hub import save_weights
 from deepdenoise.models import create_model
+from deepdenoise.weights.format import save_weights
 from test_hub import _write_fake_mat
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from deepdenoise.checkpoint import RunLock, RunLocked
 from deepdenoise.errors import DeepDenoiseError
-from deepdenoise.train import train
+from deepdenoise.training.checkpoint import RunLock, RunLocked
+from deepdenoise.training.trainer import train
 from test_train import make_patches, tiny_config
 
 
@@ -103,7 +103,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(
     root, final = reference
     run = _two_epochs(root, corrupt.__name__)
     corrupt(run)
-    with caplog.at_level(logging.WARNING, logger="deepdenoise.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="deepdenoise.training.checkpoint"):
         summary = train(tiny_config(root, corrupt.__name__, 3), resume=True, progress=False)
     assert summary["steps"] == 18
     assert any("previous checkpoint" in r.getMessage() for r in caplog.records)
@@ -134,7 +134,7 @@ def test_a_locked_run_folder_refuses_a_second_trainer(reference: tuple[Path, dic
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
         reference: tuple[Path, dict[str, torch.Tensor]], monkeypatch: pytest.MonkeyPatch) -> None:
-    import deepdenoise.train as tr
+    import deepdenoise.training.trainer as tr
 
     root, _ = reference
     run = _two_epochs(root, "nan")

@@ -18,7 +18,7 @@ def server() -> Iterator[int]:
     import uvicorn
 
     from deepdenoise.web.app import ServeConfig, create_app
-    from deepdenoise.web.guard import guarded_protocol
+    from deepdenoise.web.protocol import guarded_protocol
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

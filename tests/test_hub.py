@@ -8,8 +8,10 @@ import torch
 
 from conftest import REFERENCE, needs
 from deepdenoise.errors import ModelError
-from deepdenoise.hub import load_matconvnet, load_model, load_weights, save_weights, shipped_models
 from deepdenoise.models import create_model
+from deepdenoise.weights.format import load_weights, save_weights
+from deepdenoise.weights.matconvnet import load_matconvnet
+from deepdenoise.weights.shipped import load_model, shipped_models
 
 
 def test_roundtrip_fp32_and_fp16(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_load_matconvnet_layout(tmp_path: Path) -> None:
 
 @needs(REFERENCE / "sigma=25.mat")
 def test_official_weights_load_and_denoise(camera: np.ndarray) -> None:
-    from deepdenoise.api import denoise
+    from deepdenoise.inference.api import denoise
     from deepdenoise.metrics import psnr
     from deepdenoise.noise import add_noise_numpy
 

@@ -9,11 +9,12 @@ import pytest
 from PIL import Image
 
 from conftest import smooth_image
-from deepdenoise.api import denoise
-from deepdenoise.benchmark_impulse import adaptive_median, format_impulse_markdown, run_impulse_benchmark
 from deepdenoise.cli import main
 from deepdenoise.errors import InputError
-from deepdenoise.impulse import (
+from deepdenoise.evaluation.benchmark_impulse import adaptive_median, format_impulse_markdown, run_impulse_benchmark
+from deepdenoise.inference.api import denoise, denoise_with_info
+from deepdenoise.metrics import psnr
+from deepdenoise.noise.impulse import (
     bit_errors,
     detect_impulses,
     fill,
@@ -22,7 +23,6 @@ from deepdenoise.impulse import (
     restore_impulses,
     salt_and_pepper,
 )
-from deepdenoise.metrics import psnr
 
 
 @pytest.fixture
@@ -101,7 +101,8 @@ def test_adaptive_median_cleans_sparse_specks_on_a_flat_image() -> None:
 def test_api_impulse_mode(color: bool) -> None:
     clean = smooth_image(37, 31, 3 if color else 0)
     noisy, _ = salt_and_pepper(clean, 0.2, seed=1)
-    out, info = denoise(noisy, noise="impulse", model="fast_color" if color else "fast", return_info=True)
+    res = denoise_with_info(noisy, noise="impulse", model="fast_color" if color else "fast")
+    out, info = res.image, res.info
     assert out.shape == clean.shape and out.dtype == np.float32
     assert psnr(out, clean) > psnr(noisy, clean) + 10
     assert 0.15 < info["impulse_density"] < 0.25 and info["density_estimated"]

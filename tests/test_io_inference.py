@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from conftest import smooth_image
-from deepdenoise.api import denoise
 from deepdenoise.errors import InputError, OutputError
-from deepdenoise.inference import denoise_tensor
+from deepdenoise.inference.api import denoise, denoise_with_info
+from deepdenoise.inference.tiling import denoise_tensor
 from deepdenoise.io import ImageData, read_image, write_image
 from deepdenoise.models import create_model
 
@@ -63,7 +63,7 @@ def test_api_dtypes_shapes_and_tensors() -> None:
 def test_colour_image_gets_the_colour_sibling() -> None:
     """A shipped gray model with a colour sibling (default -> default_color, fast -> fast_color) hands colour images to
     it; a gray image, a model without a sibling and a module are taken as given."""
-    from deepdenoise.api import resolve_model_name
+    from deepdenoise.inference.api import resolve_model_name
 
     assert resolve_model_name("default", color=True) == "default_color"
     assert resolve_model_name("default", color=False) == "default"
@@ -71,22 +71,28 @@ def test_colour_image_gets_the_colour_sibling() -> None:
     assert resolve_model_name("dncnn_s_sigma25", color=True) == "dncnn_s_sigma25"
     assert resolve_model_name(None, color=True) == "default_color"
     rgb = smooth_image(37, 31, channels=3)
-    _, info = denoise(rgb, sigma=25, model="default", return_info=True, backend="eager")
+    res = denoise_with_info(rgb, sigma=25, model="default", backend="eager")
+    _, info = res.image, res.info
     assert info["model"] == "default_color"
-    _, info = denoise(rgb[:, :, 0], sigma=25, model="default", return_info=True, backend="eager")
+    res = denoise_with_info(rgb[:, :, 0], sigma=25, model="default", backend="eager")
+    _, info = res.image, res.info
     assert info["model"] == "default"
 
 
 def test_noise_above_the_trained_range_is_noted() -> None:
     """The models run at any sigma, but say so when it is well above what they were trained on."""
     img = smooth_image(37, 31)
-    _, info = denoise(img, sigma=200, model="default", return_info=True, backend="eager")
+    res = denoise_with_info(img, sigma=200, model="default", backend="eager")
+    _, info = res.image, res.info
     assert len(info["notes"]) == 1 and "above the 75" in info["notes"][0]
-    _, info = denoise(img, sigma=50, model="dncnn_s_sigma25", return_info=True, backend="eager")
+    res = denoise_with_info(img, sigma=50, model="dncnn_s_sigma25", backend="eager")
+    _, info = res.image, res.info
     assert "above the 25" in info["notes"][0]
-    _, info = denoise(img, sigma=70, model="default", return_info=True, backend="eager")
+    res = denoise_with_info(img, sigma=70, model="default", backend="eager")
+    _, info = res.image, res.info
     assert info["notes"] == []
-    _, info = denoise(img, sigma=200, model=create_model("unet_tiny").eval(), return_info=True)
+    res = denoise_with_info(img, sigma=200, model=create_model("unet_tiny").eval())
+    _, info = res.image, res.info
     assert info["notes"] == []  # a bare module: nothing known about its training
 
 
@@ -112,8 +118,8 @@ def test_png16_rgba_and_tiff_float_roundtrip(tmp_path: Path) -> None:
 
 
 def test_working_tile_is_at_least_four_margins() -> None:
-    from deepdenoise.api import get_model
-    from deepdenoise.inference import margin_for, working_tile
+    from deepdenoise.inference.api import get_model
+    from deepdenoise.inference.tiling import margin_for, working_tile
 
     fast, _ = get_model("fast")
     default, _ = get_model("default")

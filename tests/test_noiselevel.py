@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from conftest import smooth_image
-from deepdenoise.api import denoise
 from deepdenoise.cli import main
-from deepdenoise.inference import apply_model
+from deepdenoise.inference.api import denoise, denoise_with_info
+from deepdenoise.inference.levels import sigma_input
+from deepdenoise.inference.tiling import apply_model
 from deepdenoise.models import create_model
-from deepdenoise.noiselevel import NoiseLevel, estimate_noise_level, sigma_input
+from deepdenoise.noise.level import NoiseLevel, estimate_noise_level
 
 
 def map_model(channels: int = 1, unshuffle: int = 1) -> torch.nn.Module:
@@ -128,21 +129,24 @@ def test_noise_map_model_follows_sigma_and_scale() -> None:
     model = map_model(3)
     img = smooth_image(40, 36, channels=3, seed=6)
     noisy = (img + np.random.default_rng(1).standard_normal(img.shape).astype(np.float32) * 0.1)
-    a, info = denoise(noisy, sigma=5, model=model, return_info=True)
+    res = denoise_with_info(noisy, sigma=5, model=model)
+    a, info = res.image, res.info
     b = denoise(noisy, sigma=50, model=model)
     assert info["sigma"] == pytest.approx(5.0) and not np.allclose(a, b, atol=1e-3)
-    est, info = denoise(noisy, model=model, return_info=True, backend="eager")
-    scaled, info2 = denoise(noisy, model=model, return_info=True, noise_scale=2.0, backend="eager")
+    res = denoise_with_info(noisy, model=model, backend="eager")
+    est, info = res.image, res.info
+    res = denoise_with_info(noisy, model=model, noise_scale=2.0, backend="eager")
+    scaled, info2 = res.image, res.info
     assert info2["sigma"] == pytest.approx(2 * info["sigma"], rel=1e-3) and not np.allclose(est, scaled, atol=1e-3)
     with pytest.raises(Exception, match="noise_scale"):
         denoise(noisy, model=model, noise_scale=0)
 
 
 def test_training_batches_with_maps_are_sharded_and_partial() -> None:
-    from deepdenoise.config import TrainConfig
     from deepdenoise.data.sources import PatchSource
-    from deepdenoise.distributed import DistInfo
-    from deepdenoise.train import noisy_batch
+    from deepdenoise.training.config import TrainConfig
+    from deepdenoise.training.distributed import DistInfo
+    from deepdenoise.training.trainer import noisy_batch
 
     patches = (np.random.default_rng(0).random((32, 24, 24, 3)) * 255).astype(np.uint8)
     cfg = TrainConfig.from_dict(dict(color=True, batch_size=8, sigma=0, sigma_max=60, noise_maps="varying",
@@ -181,20 +185,24 @@ def test_blind_model_honours_a_lower_level_and_says_so_for_a_higher_one() -> Non
     full = denoise(noisy, model=blind)
     low = denoise(noisy, model=blind, sigma=5)
     assert np.abs(low - noisy).mean() < np.abs(full - noisy).mean()  # removes less: keeps the rest
-    high, info = denoise(noisy, model=blind, sigma=60, return_info=True)
+    res = denoise_with_info(noisy, model=blind, sigma=60)
+    high, info = res.image, res.info
     assert np.allclose(high, full) and info["blind_estimate"] == pytest.approx(20, rel=0.2)
 
 
 def test_recorded_estimate_gain_scales_only_the_estimate(tmp_path: Path) -> None:
-    from deepdenoise.hub import save_weights
+    from deepdenoise.weights.format import save_weights
 
     model = map_model(3)
     save_weights(model, tmp_path / "plain", {})
     save_weights(model, tmp_path / "gained", {"estimate_gain": 2.0})
     img = smooth_image(40, 36, channels=3, seed=9)
     noisy = img + np.random.default_rng(4).standard_normal(img.shape).astype(np.float32) * 0.06
-    _, plain = denoise(noisy, model=str(tmp_path / "plain.safetensors"), return_info=True)
-    _, gained = denoise(noisy, model=str(tmp_path / "gained.safetensors"), return_info=True)
+    res = denoise_with_info(noisy, model=str(tmp_path / "plain.safetensors"))
+    _, plain = res.image, res.info
+    res = denoise_with_info(noisy, model=str(tmp_path / "gained.safetensors"))
+    _, gained = res.image, res.info
     assert gained["sigma"] == pytest.approx(2 * plain["sigma"], rel=1e-3)
-    _, told = denoise(noisy, model=str(tmp_path / "gained.safetensors"), sigma=10, return_info=True)
+    res = denoise_with_info(noisy, model=str(tmp_path / "gained.safetensors"), sigma=10)
+    _, told = res.image, res.info
     assert told["sigma"] == pytest.approx(10.0)  # a level the user gives is used as it is

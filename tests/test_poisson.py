@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from conftest import smooth_image
-from deepdenoise import denoise
+from deepdenoise import denoise, denoise_with_info
 from deepdenoise.cli import main
 from deepdenoise.errors import InputError
 from deepdenoise.metrics import psnr
-from deepdenoise.poisson import (
+from deepdenoise.noise.poisson import (
     NoiseModel,
     add_poisson_noise,
     denoise_stabilised,
@@ -107,10 +107,12 @@ def test_denoise_stabilised_with_oracle_denoiser() -> None:
 def test_api_poisson_beats_gaussian_and_keeps_dtype(camera: np.ndarray) -> None:
     y = add_poisson_noise(camera, 10, seed=0)
     plain = psnr(np.clip(denoise(y), 0, 1), camera)
-    out, info = denoise(y, noise="poisson", return_info=True)
+    res = denoise_with_info(y, noise="poisson")
+    out, info = res.image, res.info
     assert psnr(np.clip(out, 0, 1), camera) > plain + 2
     assert info["noise"] == "poisson" and info["sigma_estimated"] and abs(np.log(info["peak"] / 10)) < 0.2
-    given, info = denoise(y, noise="poisson", peak=10, return_info=True)
+    res = denoise_with_info(y, noise="poisson", peak=10)
+    given, info = res.image, res.info
     assert not info["sigma_estimated"] and info["peak"] == 10 and info["read_sigma"] == 0
     assert psnr(np.clip(given, 0, 1), camera) > plain + 2
     u16 = np.round(np.clip(y, 0, 1) * 65535).astype(np.uint16)
@@ -163,7 +165,7 @@ def test_cli_evaluate_poisson_json(tmp_path: Path) -> None:
 
 
 def test_transforms_in_blocks_match_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    import deepdenoise.poisson as P
+    import deepdenoise.noise.poisson as P
 
     y = add_poisson_noise(smooth_image(37, 31, seed=0), 10, 5, seed=0)
     nm = NoiseModel.from_peak(10, 5)

@@ -9,14 +9,14 @@ import torch
 from PIL import Image
 
 from conftest import smooth_image
-from deepdenoise.backends import make_forward
 from deepdenoise.cli import main
 from deepdenoise.errors import ModelError
-from deepdenoise.hub import load_weights, save_weights
+from deepdenoise.inference.backends import make_forward
+from deepdenoise.inference.quant import ActFakeQuant, calibrate, fake_quant_model, quant_points
 from deepdenoise.metrics import psnr
 from deepdenoise.models import create_model
 from deepdenoise.noise import add_noise_numpy
-from deepdenoise.quant import ActFakeQuant, calibrate, fake_quant_model, quant_points
+from deepdenoise.weights.format import load_weights, save_weights
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -28,7 +28,7 @@ def noisy_batches(model: torch.nn.Module, n: int = 4, channels: int = 1) -> list
         clean = torch.from_numpy(smooth_image(32, 32, channels, seed=k)).reshape(1, 32, 32, -1).permute(0, 3, 1, 2)
         sigma = torch.tensor([10.0 + 10 * k])  # [B]
         noisy = clean + torch.randn(clean.shape, generator=g) * sigma / 255  # [1, C, 32, 32]
-        out.append((noisy, None if model.blind else sigma))
+        out.append((noisy, sigma if model.noise_input else None))
     return out
 
 
@@ -64,7 +64,7 @@ def test_int8_close_to_fp32_and_onnxruntime_runs_the_eager_definition(noise_map:
     out = int8(x)
     assert used == "int8" and out.shape == x.shape
     assert 0 < (sim - ref).abs().max() < 0.05  # quantized, but close
-    from deepdenoise.backends import cpu_has_vnni
+    from deepdenoise.inference.backends import cpu_has_vnni
 
     if cpu_has_vnni():  # onnxruntime's int8 kernels compute the eager definition ...
         assert (out - sim).abs().max() < 2e-3
@@ -74,8 +74,8 @@ def test_int8_close_to_fp32_and_onnxruntime_runs_the_eager_definition(noise_map:
 
 
 def test_auto_backend_picks_int8_only_with_a_calibration_and_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepdenoise import backends
-    from deepdenoise.api import denoise
+    from deepdenoise.inference import backends
+    from deepdenoise.inference.api import denoise_with_info
 
     model = tiny(False)
     assert backends.resolve_backend(model, "auto") == "folded"  # no calibration
@@ -86,7 +86,8 @@ def test_auto_backend_picks_int8_only_with_a_calibration_and_vnni(monkeypatch: p
     monkeypatch.setattr(backends, "cpu_has_vnni", lambda: True)
     assert backends.resolve_backend(model, "auto") == "int8"
     img = smooth_image(37, 31, seed=3)
-    out, info = denoise(img, model=model, return_info=True)
+    res = denoise_with_info(img, model=model)
+    out, info = res.image, res.info
     assert info["backend"] == "int8" and out.shape == img.shape
 
 
@@ -146,8 +147,8 @@ def test_calibrate_command_then_denoise_with_int8(tmp_path: Path) -> None:
 def test_shipped_int8_parity_on_bsd68() -> None:
     """Every shipped calibration keeps PSNR within 0.02 dB of fp32 eager (two BSD68/CBSD68 images)."""
     pytest.importorskip("onnxruntime")
-    from deepdenoise.backends import cpu_has_vnni
-    from deepdenoise.hub import load_model, shipped_models
+    from deepdenoise.inference.backends import cpu_has_vnni
+    from deepdenoise.weights.shipped import load_model, shipped_models
 
     if not cpu_has_vnni():  # without 8-bit dot products uint8 x int8 pairs saturate; 'auto' never picks int8
         pytest.skip("int8 parity is defined on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI or AMX)")

@@ -10,18 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import smooth_image
-from deepdenoise import denoise
+from conftest import ROOT, smooth_image
+from deepdenoise import denoise, denoise_with_info
 from deepdenoise.cli import main
 from deepdenoise.errors import InputError
-from deepdenoise.inference import apply_model
+from deepdenoise.inference.pd import pd_denoise
+from deepdenoise.inference.tiling import apply_model
 from deepdenoise.metrics import psnr
 from deepdenoise.models import create_model
-from deepdenoise.realnoise import (
+from deepdenoise.noise.camera import (
     CameraNoise,
     demosaic_bilinear,
     linear_to_srgb,
-    pd_denoise,
     simulate_camera,
     srgb_to_linear,
 )
@@ -97,8 +97,9 @@ def test_pd_removes_correlated_noise_a_white_noise_denoiser_leaves() -> None:
     noisy = y[0].permute(1, 2, 0).numpy()
     target = ref[0].permute(1, 2, 0).numpy()
     direct = denoise(noisy, model="fast_color")
-    pd, info = denoise(noisy, model="fast_color", noise="real", return_info=True)
-    assert info["noise"] == "real" and info["pd_stride"] == 2 and info["sigma_estimated"]
+    res = denoise_with_info(noisy, model="fast_color", noise="real")
+    pd, info = res.image, res.info
+    assert info["noise"] == "camera" and info["pd_stride"] == 2 and info["sigma_estimated"]
     assert psnr(pd, target) > psnr(direct, target) + 0.5
     assert psnr(denoise(noisy, model="fast_color", noise="real", pd_stride=1), target) == pytest.approx(
         psnr(direct, target), abs=1e-6)  # stride 1 is the model applied directly
@@ -180,10 +181,10 @@ def test_strength_keeps_luminance_grain_only() -> None:
 
 
 def test_camera_training_batches_are_sharded_and_trainable(tmp_path: Path) -> None:
-    from deepdenoise.config import TrainConfig
     from deepdenoise.errors import DeepDenoiseError
-    from deepdenoise.realnoise import camera_training_batch
-    from deepdenoise.train import train
+    from deepdenoise.noise.camera import camera_training_batch
+    from deepdenoise.training.config import TrainConfig
+    from deepdenoise.training.trainer import train
 
     clean = torch.rand(4, 3, 16, 16)
 
@@ -210,7 +211,8 @@ def test_camera_training_batches_are_sharded_and_trainable(tmp_path: Path) -> No
               steps_per_epoch=3, lr=1e-3, out=str(tmp_path / "run"), device="cpu")
     assert train(TrainConfig.from_dict(kw), progress=False)["steps"] == 6
     img = smooth_image(37, 31, channels=3)
-    _, info = denoise(img, model=str(tmp_path / "run" / "best.safetensors"), noise="real", return_info=True)
+    res = denoise_with_info(img, model=str(tmp_path / "run" / "best.safetensors"), noise="real")
+    _, info = res.image, res.info
     assert info["pd_stride"] == 1  # a model trained on camera noise is not pixel-shuffled
     with pytest.raises(DeepDenoiseError):
         TrainConfig.from_dict({**kw, "color": False})
@@ -219,29 +221,34 @@ def test_camera_training_batches_are_sharded_and_trainable(tmp_path: Path) -> No
 
 
 def test_record_camera_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
     import shutil
 
-    import deepdenoise.hub as hub
+    import deepdenoise.weights.shipped as shipped
 
+    spec = importlib.util.spec_from_file_location("record_evaluation", ROOT / "tools" / "record_evaluation.py")
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
     weights = tmp_path / "weights"
     weights.mkdir()
     for ext in (".safetensors", ".json"):
-        shutil.copy(hub.WEIGHTS_DIR / f"fast_color{ext}", weights / f"fast_color{ext}")
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", weights)
+        shutil.copy(shipped.WEIGHTS_DIR / f"fast_color{ext}", weights / f"fast_color{ext}")
     rows = [{"dataset": "CBSD68", "noise": "camera", "shot": 0.04, "read": 0.01, "jpeg": j, "pd_stride": s,
              "sigma": float("nan"), "psnr_denoised": 27.0 + s} for j in (None, 90) for s in (1, 2)]
-    hub.record_evaluation("fast_color", rows + [{"dataset": "CBSD68", "sigma": 25.0, "psnr_denoised": 30.7}])
+    tool.record_evaluation("fast_color", rows + [{"dataset": "CBSD68", "sigma": 25.0, "psnr_denoised": 30.7}], weights)
     table = json.loads((weights / "fast_color.json").read_text())["evaluation"]
     assert table["CBSD68 camera noise"] == {
         "shot 0.04, read 0.01": 28.0, "shot 0.04, read 0.01, PD stride 2": 29.0,
         "shot 0.04, read 0.01, JPEG 90": 28.0, "shot 0.04, read 0.01, JPEG 90, PD stride 2": 29.0}
     assert table["CBSD68"]["25"] == 30.7 and list(table["CBSD68"]) == sorted(table["CBSD68"], key=float)
-    assert hub.level_label("25") == "sigma 25" and hub.level_label("shot 0.04, read 0.01") == "shot 0.04, read 0.01"
+    assert shipped.level_label("25") == "sigma 25"
+    assert shipped.level_label("shot 0.04, read 0.01") == "shot 0.04, read 0.01"
 
 
 def test_real_noise_figure(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from deepdenoise.plots import real_noise_figure
+    from deepdenoise.evaluation.plots import real_noise_figure
 
     paths = []
     for i in range(2):

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import DATA, needs, smooth_image
 from deepdenoise.cli import main
 from deepdenoise.errors import InputError
-from deepdenoise.realpairs import find_pairs, load_pairs
+from deepdenoise.evaluation.realpairs import find_pairs, load_pairs
 
 
 def save(path: Path, arr: np.ndarray, fmt: str | None = None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepdenoise.api import denoise
+from deepdenoise.inference.api import denoise, denoise_with_info
 from deepdenoise.metrics import psnr
 from deepdenoise.noise import add_noise_numpy
 
@@ -48,7 +48,7 @@ def test_camera_noise_gain_floor(astronaut: np.ndarray, name: str, how: str) -> 
     """The camera-noise model, and PD with a white-noise model, on demosaiced sensor noise."""
     import torch
 
-    from deepdenoise.realnoise import CameraNoise, simulate_camera
+    from deepdenoise.noise.camera import CameraNoise, simulate_camera
 
     y, ref = simulate_camera(torch.from_numpy(astronaut).permute(2, 0, 1)[None], CameraNoise(0.04, 0.01), seed=0)
     noisy, target = y[0].permute(1, 2, 0).numpy(), ref[0].permute(1, 2, 0).numpy()
@@ -57,7 +57,7 @@ def test_camera_noise_gain_floor(astronaut: np.ndarray, name: str, how: str) -> 
 
 
 def golden_values(camera: np.ndarray, astronaut: np.ndarray) -> dict[str, list[float]]:
-    from deepdenoise.hub import shipped_models
+    from deepdenoise.weights.shipped import shipped_models
 
     out = {}
     for names, image in ((("dncnn_s_sigma25", "default", "fast"), camera),
@@ -73,7 +73,7 @@ def golden_values(camera: np.ndarray, astronaut: np.ndarray) -> dict[str, list[f
 def test_golden_outputs(camera: np.ndarray, astronaut: np.ndarray) -> None:
     """Shipped weights + inference code give the recorded outputs (catches silent changes); every
     shipped model has a record. After shipping new weights: ``python tests/test_shipped.py``."""
-    from deepdenoise.hub import shipped_models
+    from deepdenoise.weights.shipped import shipped_models
 
     expected = json.loads(GOLDEN.read_text())
     assert set(expected) == set(shipped_models())
@@ -88,7 +88,8 @@ def test_clean_image_comes_out_unchanged(camera: np.ndarray, astronaut: np.ndarr
     correlated), so the default sends it to the camera model, which smooths it more (35.3 dB)."""
     assert psnr(denoise(camera), camera) >= 40
     assert psnr(denoise(astronaut, model="default_color"), astronaut) >= 40
-    out, info = denoise(astronaut, return_info=True)
+    res = denoise_with_info(astronaut)
+    out, info = res.image, res.info
     assert info["model"] == "camera" and psnr(out, astronaut) >= 34
 
 
@@ -96,8 +97,8 @@ def test_tiled_equals_untiled_on_600x400() -> None:
     """The tiling margin covers the shipped U-Net's receptive field: tiles change nothing."""
     from skimage import data
 
-    from deepdenoise.hub import load_model
-    from deepdenoise.inference import apply_model
+    from deepdenoise.inference.tiling import apply_model
+    from deepdenoise.weights.shipped import load_model
 
     img = data.astronaut()[:400, :512].astype(np.float32) / 255.0
     img = np.concatenate([img, img[:, :88]], axis=1)  # [400, 600, 3]
@@ -119,10 +120,10 @@ def test_shipped_defaults_follow_the_noise_level(tmp_path: Path, camera: np.ndar
     from PIL import Image
 
     from deepdenoise.cli import main
-    from deepdenoise.hub import load_model
+    from deepdenoise.weights.shipped import load_model
 
     model, _ = load_model(name)
-    if getattr(model, "blind", True):
+    if not model.noise_input:
         pytest.skip(f"{name} is still blind in this installation")
     color = bool(model.config.channels == 3)
     clean = astronaut[:96, :96] if color else camera[:96, :96]

@@ -11,7 +11,7 @@ from conftest import smooth_image
 from deepdenoise.cli import main
 from deepdenoise.metrics import psnr
 from deepdenoise.noise import add_noise_numpy
-from deepdenoise.poisson import add_poisson_noise
+from deepdenoise.noise.poisson import add_poisson_noise
 
 
 def frames(n: int, h: int = 37, w: int = 31) -> np.ndarray:

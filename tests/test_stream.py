@@ -25,7 +25,7 @@ def _noisy(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
 ])
 def test_streamed_tiff_equals_the_loaded_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channels: int,
                                                 bits: int, layout: dict, model: str) -> None:
-    import deepdenoise.stream as stream
+    import deepdenoise.pipeline.stream as stream
 
     peak = 255 if bits == 8 else 65535
     img = np.round(_noisy(1100, 530, channels) * peak).astype(np.uint8 if bits == 8 else np.uint16)

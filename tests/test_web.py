@@ -93,7 +93,7 @@ def test_limits_and_parameters(client: TestClient) -> None:
 
 
 def test_denoise_poisson(client: TestClient, camera: np.ndarray) -> None:
-    from deepdenoise.poisson import add_poisson_noise
+    from deepdenoise.noise.poisson import add_poisson_noise
 
     noisy = add_poisson_noise(camera[:96, :96], 20, seed=0)
     r = client.post("/api/denoise", files={"image": ("n.png", encode(noisy), "image/png")},
@@ -111,16 +111,16 @@ def test_denoise_poisson(client: TestClient, camera: np.ndarray) -> None:
 def test_denoise_real_noise(client: TestClient) -> None:
     import torch
 
-    from deepdenoise.realnoise import CameraNoise, simulate_camera
+    from deepdenoise.noise.camera import CameraNoise, simulate_camera
 
     clean = torch.from_numpy(smooth_image(64, 64, channels=3, seed=3)).permute(2, 0, 1)[None]
     noisy, _ = simulate_camera(clean, CameraNoise(0.04, 0.01), seed=0)
     body = encode(noisy[0].permute(1, 2, 0).numpy())
     r = client.post("/api/denoise", files={"image": ("n.png", body, "image/png")}, data={"noise": "real"})
-    assert r.status_code == 200 and r.headers["x-noise"] == "real" and r.headers["x-pd-stride"] == "2"
+    assert r.status_code == 200 and r.headers["x-noise"] == "camera" and r.headers["x-pd-stride"] == "2"
     assert np.asarray(Image.open(io.BytesIO(r.content))).shape == (64, 64, 3)
     page = client.get("/").text
-    assert 'value="real"' in page
+    assert 'value="camera"' in page
 
 
 def test_strength_field(client: TestClient, camera: np.ndarray) -> None:

@@ -8,10 +8,12 @@ from typing import Any
 from deepdenoise.defaults import VERSION
 
 __version__ = VERSION
-_LAZY = {"denoise": "deepdenoise.api", "load_model": "deepdenoise.hub", "save_weights": "deepdenoise.hub",
-         "shipped_models": "deepdenoise.hub", "psnr": "deepdenoise.metrics", "ssim": "deepdenoise.metrics",
-         "create_model": "deepdenoise.models", "add_gaussian_noise": "deepdenoise.noise",
-         "add_noise_numpy": "deepdenoise.noise", "estimate_sigma": "deepdenoise.noise"}
+_LAZY = {"denoise": "deepdenoise.inference.api", "denoise_with_info": "deepdenoise.inference.api",
+         "Predictor": "deepdenoise.inference.predictor", "load_model": "deepdenoise.weights.shipped",
+         "save_weights": "deepdenoise.weights.format", "shipped_models": "deepdenoise.weights.shipped",
+         "psnr": "deepdenoise.metrics", "ssim": "deepdenoise.metrics", "create_model": "deepdenoise.models",
+         "add_gaussian_noise": "deepdenoise.noise", "add_noise_numpy": "deepdenoise.noise",
+         "estimate_sigma": "deepdenoise.noise"}
 __all__ = [*_LAZY, "__version__"]
 
 

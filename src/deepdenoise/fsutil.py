@@ -1,8 +1,10 @@
-"""File-system details shared by every writer: the permissions a new or replaced file gets."""
+"""File-system details shared by every writer: atomic replacement, and the permissions a new or
+replaced file gets."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -27,11 +29,26 @@ def write_section(path: Path, name: str, text: str) -> None:
     """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` in a Markdown file (appended
     with the markers when the file or the markers are not there yet), so generated tables live
     inside hand-written pages."""
-    from deepdenoise.hub import atomic_write_text
-
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     page = path.read_text() if path.exists() else ""
     if start not in page or end not in page:
         page = page + ("\n" if page and not page.endswith("\n") else "") + f"{start}\n{end}\n"
     head, rest = page.split(start, 1)
     atomic_write_text(path, head + start + "\n" + text.rstrip("\n") + "\n" + end + rest.split(end, 1)[1])
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        publish_mode(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: no hidden temporary file left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())

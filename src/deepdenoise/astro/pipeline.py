@@ -44,7 +44,7 @@ def choose_noise(frame: np.ndarray, opts: AstroOptions, gain: float | None) -> A
 def denoise_frames(frames: np.ndarray, opts: AstroOptions, gain: float | None,
                    read_noise: float | None) -> tuple[np.ndarray, list[SkyNoise]]:
     """Denoise [N, H, W] frames (data units) in place; returns them and each frame's noise model."""
-    from deepdenoise.api import denoise
+    from deepdenoise.inference.api import denoise
 
     def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
         return denoise(img, sigma=sigma, model=opts.model or "default", tile=opts.tile, backend=opts.backend,

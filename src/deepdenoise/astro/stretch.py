@@ -94,7 +94,7 @@ def _stabiliser(model: SkyNoise) -> tuple[Callable[[np.ndarray], np.ndarray], Ca
     """(to unit variance, back to data units) for the frame's noise model."""
     if model.kind == "gaussian":
         return (lambda x: (x - model.sky) / model.sigma), (lambda z: z * model.sigma + model.sky)
-    from deepdenoise.poisson import NoiseModel, gat, inverse_gat
+    from deepdenoise.noise.poisson import NoiseModel, gat, inverse_gat
 
     assert model.gain is not None and model.read_noise is not None
     nm = NoiseModel(a=1.0 / model.gain, b=(model.read_noise / model.gain) ** 2)  # var(x) = x / g + (r / g)^2

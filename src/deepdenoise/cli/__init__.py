@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import Any
 
 from deepdenoise.cli.commands import (
     cmd_benchmark,
@@ -21,7 +22,6 @@ from deepdenoise.cli.commands import (
     cmd_figures,
     cmd_models,
     cmd_prepare,
-    cmd_report,
     cmd_serve,
     cmd_train,
 )
@@ -79,7 +79,7 @@ def _stride(value: str) -> int:
 
 
 def _camera(value: str) -> object:
-    from deepdenoise.realnoise import CameraNoise
+    from deepdenoise.noise.camera import CameraNoise
 
     parts = value.split(",")
     try:
@@ -102,10 +102,7 @@ def _peak(value: str) -> float:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deepdenoise", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _prepare_parser(sub: Any) -> None:
     s = sub.add_parser("prepare", help="extract the DnCNN paper's 40x40 patch sets from BSDS500")
     s.add_argument("root", help="BSDS500 folder with {train,val,test}/*.jpg")
     s.add_argument("--out", default="data/patches")
@@ -114,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rebuild even if the cache matches")
     s.set_defaults(func=cmd_prepare)
 
+
+def _download_parser(sub: Any) -> None:
     s = sub.add_parser("download", help="download BSDS500 or the official DnCNN weights, checksum-verified")
     s.add_argument("name", choices=["bsds500", "dncnn-reference"])
     s.add_argument("--out", help="default: data/BSDS500, or ~/.cache/deepdenoise/reference-weights "
@@ -122,30 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sha256", default=None, help="expected archive SHA-256 (optional)")
     s.set_defaults(func=cmd_download)
 
+
+def _train_parser(sub: Any) -> None:
     s = sub.add_parser("train", help="train a model (the DnCNN-S recipe by default)")
     s.add_argument("--config", help="YAML recipe (configs/*.yaml)")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    s.add_argument("--model")
-    s.add_argument("--data")
-    s.add_argument("--data-mode", dest="data_mode", choices=["patches", "images"])
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int)
-    s.add_argument("--batch-size", dest="batch_size", type=int)
-    s.add_argument("--lr", type=float)
-    s.add_argument("--loss", choices=["mse", "l1"])
-    s.add_argument("--sigma", type=_sigma)
-    s.add_argument("--sigma-max", dest="sigma_max", type=_sigma)
-    s.add_argument("--val-limit", dest="val_limit", type=int)
-    s.add_argument("--max-minutes", dest="max_minutes", type=float)
-    s.add_argument("--precise-bn", dest="precise_bn_batches", type=int,
-                   help="re-estimate batch-norm statistics over N batches at the end of training")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--device")
-    s.add_argument("--out")
-    s.add_argument("--no-amp", action="store_true")
+    from deepdenoise.training.config import config_flags
+
+    for flag, spec in config_flags():  # every TrainConfig field, typed from its annotation
+        s.add_argument(flag, **spec)
+    s.add_argument("--precise-bn", dest="precise_bn_batches", type=int, help=argparse.SUPPRESS)  # older name
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
 
+
+def _evaluate_parser(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="PSNR/SSIM of a model on datasets at given noise levels")
     s.add_argument("--model", help="shipped name, .safetensors path, run folder, or official .mat")
     s.add_argument("--dataset", nargs="+", help="folder(s) of clean images, e.g. ../shared/data/BSD68")
@@ -154,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int)
     s.add_argument("--blind", action="store_true", help="do not tell the model the true sigma (or noise model)")
-    s.add_argument("--noise", choices=["gaussian", "poisson", "real", "impulse", "random", "biterror"],
+    s.add_argument("--noise", choices=["gaussian", "poisson", "camera", "real", "impulse", "random", "biterror"],
                    default="gaussian",
                    help="poisson: Poisson noise at --peak photons, --sigma is the read noise (default 0); "
                    "real: simulated camera noise (--camera), denoised blind through pixel-shuffle down-sampling; "
@@ -170,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-vst", dest="no_vst", action="store_true",
                    help="--noise poisson baseline: no variance stabilisation, the noisy image as it is")
     s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
-    s.add_argument("--record", action="store_true", help="store the PSNR table in a shipped model's metadata")
     s.add_argument("--backend", default="eager", choices=list(BACKENDS),
                    help="inference path (default eager fp32, the protocol's); others show their parity")
     s.add_argument("--pairs", help="folder of real noisy/clean pairs: score the model on them, as a user runs it")
@@ -185,12 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json")
     s.set_defaults(func=cmd_evaluate)
 
+
+def _denoise_parser(sub: Any) -> None:
     s = sub.add_parser("denoise", help="denoise an image file (or a folder)")
     s.add_argument("input")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--sigma", type=_sigma, help="noise level (0-255; with --noise poisson the read noise); "
                    "estimated when omitted")
-    s.add_argument("--noise", choices=list(NOISE_KINDS), default="auto",
+    s.add_argument("--noise", choices=[*NOISE_KINDS, "real"], default="auto",
                    help="auto (default): white noise, or a camera's correlated grain (then the camera model); "
                    "gaussian: white noise with the model you name; poisson: photon-limited images (microscopy, "
                    "astronomy, low light), stabilised first; real: pixel-shuffle down-sampling, 5x the time; "
@@ -226,12 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FITS: read noise in electrons (default: RDNOISE in the header, else 0)")
     s.set_defaults(func=cmd_denoise)
 
+
+def _estimate_parser(sub: Any) -> None:
     s = sub.add_parser("estimate", help="the noise level of images: per channel, against brightness")
     s.add_argument("images", nargs="+")
     s.add_argument("--plot", help="draw the noise-level functions into this PNG")
     s.add_argument("--json", action="store_true", help="one JSON object per image")
     s.set_defaults(func=cmd_estimate)
 
+
+def _figures_parser(sub: Any) -> None:
     s = sub.add_parser("figures", help="write the DnCNN experiment's three figures (PNG)")
     s.add_argument("--out", default="figs")
     s.add_argument("--model", default="dncnn_s_sigma25")
@@ -241,17 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=10, help="images for the PSNR-vs-sigma curve")
     s.set_defaults(func=cmd_figures)
 
-    s = sub.add_parser("report", help="regenerate docs/results.md")
-    s.add_argument("--out", default="docs/results.md")
-    s.add_argument("--dataset", default="../shared/data/BSD68")
-    s.add_argument("--color-dataset", dest="color_dataset", default="../shared/data/CBSD68")
-    s.add_argument("--patches", default="data/patches")
-    s.add_argument("--runs", default="runs")
-    s.add_argument("--reference", help="folder with the official DnCNN .mat files "
-                                       "(default: where 'deepdenoise download dncnn-reference' put them)")
-    s.add_argument("--limit", type=int)
-    s.set_defaults(func=cmd_report)
 
+def _export_parser(sub: Any) -> None:
     s = sub.add_parser("export", help="export a model (ONNX, dynamic height/width)")
     s.add_argument("--format", choices=["onnx"], default="onnx")
     s.add_argument("--model", default="default")
@@ -260,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_export)
 
+
+def _calibrate_parser(sub: Any) -> None:
     s = sub.add_parser("calibrate", help="int8 activation ranges for a U-Net, saved with a copy of its weights")
     s.add_argument("--model", default="fast")
     s.add_argument("--data", nargs="+", default=["data/BSDS500/train", "data/BSDS500/test"],
@@ -271,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_calibrate)
 
+
+def _benchmark_parser(sub: Any) -> None:
     s = sub.add_parser("benchmark", help="PSNR, SSIM, speed and memory of every method on the same images")
     s.add_argument("--dataset", default="../shared/data/BSD68")
     s.add_argument("--sigma", type=_sigma, nargs="+", default=[25.0])
@@ -299,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot")
     s.set_defaults(func=cmd_benchmark)
 
+
+def _serve_parser(sub: Any) -> None:
     s = sub.add_parser("serve", help="start the web page and REST service")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=_bounded_int("port", 0, 65535), default=8000)
@@ -323,9 +315,29 @@ def build_parser() -> argparse.ArgumentParser:
                    default=120, help="seconds a client has to send a whole upload (408 after)")
     s.set_defaults(func=cmd_serve)
 
+
+def _models_parser(sub: Any) -> None:
     s = sub.add_parser("models", help="list the shipped models with their metadata and measured PSNR")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepdenoise", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _prepare_parser(sub)
+    _download_parser(sub)
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _denoise_parser(sub)
+    _estimate_parser(sub)
+    _figures_parser(sub)
+    _export_parser(sub)
+    _calibrate_parser(sub)
+    _benchmark_parser(sub)
+    _serve_parser(sub)
+    _models_parser(sub)
     return p
 
 
@@ -335,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="deepdenoise: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "noise", None) == "real":  # the older name of the camera mode
+        args.noise = "camera"
     try:
         return int(args.func(args) or 0)
     except DeepDenoiseError as exc:

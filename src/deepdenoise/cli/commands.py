@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepdenoise.defaults import BACKENDS
 from deepdenoise.errors import DeepDenoiseError
+
+if TYPE_CHECKING:
+    from deepdenoise.noise.level import NoiseLevel
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
@@ -25,7 +30,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_download(a: argparse.Namespace) -> int:
     if a.name == "dncnn-reference":
         from deepdenoise.data.download import download_reference
-        from deepdenoise.hub import reference_cache
+        from deepdenoise.weights.shipped import reference_cache
 
         if a.sha256:
             raise DeepDenoiseError("--sha256 applies to bsds500 (the reference files have built-in checksums)")
@@ -40,23 +45,23 @@ def cmd_download(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from deepdenoise.config import TrainConfig
-    from deepdenoise.train import train
+    from deepdenoise.training.config import TrainConfig
+    from deepdenoise.training.trainer import train
 
     if a.resume:
         cfg = TrainConfig.from_yaml(Path(a.resume) / "config.yaml")
     else:
         cfg = TrainConfig.from_yaml(a.config) if a.config else TrainConfig()
-    for key in ("model", "data", "epochs", "batch_size", "lr", "sigma", "sigma_max", "out", "device",
-                "val_limit", "max_minutes", "steps_per_epoch", "seed", "data_mode", "loss",
-                "precise_bn_batches"):
-        val = getattr(a, key, None)
+    from dataclasses import fields
+
+    for f in fields(TrainConfig):  # flags given on the command line override the recipe
+        val = getattr(a, f.name, None)
         if val is not None:
-            setattr(cfg, key, val)
+            setattr(cfg, f.name, val)
     if a.resume:
         cfg.out = a.resume
-    if a.no_amp:
-        cfg.amp = False
+    cfg.validate()
+    logging.getLogger("deepdenoise.training").setLevel(logging.INFO)  # resumed at, init_from: always said
     command = "deepdenoise " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     summary = train(cfg, resume=bool(a.resume), progress=not a.quiet, command=command)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 validates: its summary is the run's
@@ -74,7 +79,7 @@ def _evaluate_astro(a: argparse.Namespace) -> int:
 
     require_astropy()
     from deepdenoise.astro.pipeline import AstroOptions, evaluate_fields, format_astro_table
-    from deepdenoise.evaluate import write_json
+    from deepdenoise.evaluation.evaluate import write_json
 
     if a.dataset or a.patches or a.pairs:
         raise DeepDenoiseError("--synthetic astro makes its own fields: no --dataset, --patches or --pairs")
@@ -86,17 +91,6 @@ def _evaluate_astro(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from deepdenoise.api import resolve_model_name
-    from deepdenoise.evaluate import (
-        evaluate_camera,
-        evaluate_dataset,
-        evaluate_patches,
-        evaluate_poisson,
-        format_table,
-        write_json,
-    )
-    from deepdenoise.hub import load_model
-
     if a.pairs:
         return _evaluate_pairs(a)
     if a.synthetic:
@@ -105,35 +99,59 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         return _evaluate_impulse(a)
     sigmas = a.sigma or ([0.0] if a.noise == "poisson" else [15.0, 25.0, 50.0])
     if a.estimator:
-        from deepdenoise.evaluate import evaluate_estimator, format_estimator_table
+        return _evaluate_estimator(a, sigmas)
+    _check_evaluate_flags(a)
+    return _evaluate_model(a, sigmas)
 
-        rows = [r for ds in a.dataset or [] for r in evaluate_estimator(ds, sigmas, a.seed, a.limit)]
-        if not rows:
-            raise DeepDenoiseError("--estimator needs --dataset")
-        print(format_estimator_table(rows))
-        if a.json:
-            write_json(a.json, rows, {"estimator": "wavelet MAD (Haar HH band)", "seed": a.seed})
-        return 0
-    if a.noise == "poisson" and (a.record or a.patches or not a.peak):
-        raise DeepDenoiseError("--noise poisson needs --peak and --dataset (no --record, no --patches)")
+
+def _evaluate_estimator(a: argparse.Namespace, sigmas: list[float]) -> int:
+    from deepdenoise.evaluation.evaluate import evaluate_estimator, format_estimator_table, write_json
+
+    rows = [r for ds in a.dataset or [] for r in evaluate_estimator(ds, sigmas, a.seed, a.limit)]
+    if not rows:
+        raise DeepDenoiseError("--estimator needs --dataset")
+    print(format_estimator_table(rows))
+    if a.json:
+        write_json(a.json, rows, {"estimator": "wavelet MAD (Haar HH band)", "seed": a.seed})
+    return 0
+
+
+def _check_evaluate_flags(a: argparse.Namespace) -> None:
+    if a.noise == "poisson" and (a.patches or not a.peak):
+        raise DeepDenoiseError("--noise poisson needs --peak and --dataset (no --patches)")
     if a.noise != "poisson" and (a.peak or a.no_vst):
         raise DeepDenoiseError("--peak and --no-vst apply to --noise poisson")
-    if (a.noise == "real") != bool(a.camera) or (a.noise == "real" and (a.patches or a.sigma)):
-        raise DeepDenoiseError("--noise real needs --camera and --dataset (no --sigma or --patches), "
-                               "and --camera needs --noise real")
+    if (a.noise == "camera") != bool(a.camera) or (a.noise == "camera" and (a.patches or a.sigma)):
+        raise DeepDenoiseError("--noise camera needs --camera and --dataset (no --sigma or --patches), "
+                               "and --camera needs --noise camera")
+    if a.patches and a.backend not in ("eager", None):
+        raise DeepDenoiseError("--backend applies to --dataset; --patches is evaluated in eager fp32")
+
+
+EVAL_PROTOCOLS = {"poisson": "Poisson at peak photons + Gaussian read noise (seed + image index), unclipped",
+                  "camera": "camera pipeline, deepdenoise.noise.camera.simulate_camera (seed + image index), "
+                  "scored against the pipeline without noise"}
+
+
+def _evaluate_model(a: argparse.Namespace, sigmas: list[float]) -> int:
+    from deepdenoise.evaluation.evaluate import (
+        evaluate_camera,
+        evaluate_dataset,
+        evaluate_patches,
+        evaluate_poisson,
+        format_table,
+        write_json,
+    )
+    from deepdenoise.inference.api import resolve_model_name
+    from deepdenoise.inference.backends import resolve_backend
+    from deepdenoise.weights.shipped import load_model
+
     name = a.model or resolve_model_name(None, color=False)
     model, meta = load_model(name)
-    if a.backend != "eager":
-        from deepdenoise.backends import resolve_backend
-
-        a.backend = resolve_backend(model, a.backend)  # auto -> the path it takes here
-        if a.patches:
-            raise DeepDenoiseError("--backend applies to --dataset; --patches is evaluated in eager fp32")
-        if a.record:
-            raise DeepDenoiseError("--record stores eager fp32 figures; drop --backend")
+    a.backend = resolve_backend(model, a.backend)  # auto -> the path it takes here
     results = []
     for ds in a.dataset or []:
-        if a.noise == "real":
+        if a.noise == "camera":
             results += evaluate_camera(model, ds, a.camera, a.pd_stride, seed=a.seed, limit=a.limit,
                                        backend=a.backend)
         elif a.noise == "poisson":
@@ -148,32 +166,25 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("nothing to evaluate: give --dataset and/or --patches")
     print(f"model: {name}  backend: {a.backend}")
     print(format_table(results))
-    if a.record:
-        from deepdenoise.hub import record_evaluation
-
-        record_evaluation(name, results)
     if a.json:
         for r in results:
             r["model"] = name
-        protocol = {"poisson": "Poisson at peak photons + Gaussian read noise (seed + image index), unclipped",
-                    "real": "camera pipeline, deepdenoise.realnoise.simulate_camera (seed + image index), scored "
-                    "against the pipeline without noise"}.get(a.noise, "float AWGN (seed + image index), unclipped") \
-            + "; PSNR of the output clipped to [0, 1]"
-        write_json(a.json, results, {"model": name, "architecture": meta.get("architecture"),
-                                     "backend": a.backend, "seed": a.seed, "protocol": protocol})
+        protocol = EVAL_PROTOCOLS.get(a.noise, "float AWGN (seed + image index), unclipped")
+        write_json(a.json, results, {"model": name, "architecture": meta.get("architecture"), "backend": a.backend,
+                                     "seed": a.seed, "protocol": protocol + "; PSNR of the output clipped to [0, 1]"})
     return 0
 
 
 def _evaluate_pairs(a: argparse.Namespace) -> int:
     """``evaluate --pairs DIR``: the model as a user runs it (level estimated) on real noisy/clean pairs."""
-    from deepdenoise.api import denoise
-    from deepdenoise.evaluate import write_json
-    from deepdenoise.realpairs import load_pairs, score_pairs
+    from deepdenoise.evaluation.evaluate import write_json
+    from deepdenoise.evaluation.realpairs import load_pairs, score_pairs
+    from deepdenoise.inference.api import denoise
 
-    if a.dataset or a.patches or a.sigma or a.record or a.noise == "poisson":
-        raise DeepDenoiseError("--pairs takes no --dataset, --patches, --sigma, --record or --noise poisson")
+    if a.dataset or a.patches or a.sigma or a.noise == "poisson":
+        raise DeepDenoiseError("--pairs takes no --dataset, --patches, --sigma or --noise poisson")
     data = load_pairs(a.pairs, a.pairs_glob, a.limit)
-    noise = "real" if a.noise == "real" else "auto"
+    noise = "camera" if a.noise in ("camera", "real") else "auto"
     backend = "auto" if a.backend == "eager" else a.backend
     row = score_pairs(lambda y: denoise(y, model=a.model, noise=noise, backend=backend,
                                         noise_scale=a.noise_scale), data)
@@ -188,11 +199,11 @@ def _evaluate_pairs(a: argparse.Namespace) -> int:
 
 
 def cmd_denoise(a: argparse.Namespace) -> int:
-    from deepdenoise.pipeline import DenoiseOptions, denoise_path
+    from deepdenoise.pipeline.files import DenoiseOptions, denoise_path
 
     if a.peak is not None and a.noise != "poisson":
         raise DeepDenoiseError("--peak applies to --noise poisson")
-    if a.pd_stride != 2 and a.noise != "real":
+    if a.pd_stride != 2 and a.noise not in ("camera", "real"):
         raise DeepDenoiseError("--pd-stride applies to --noise real")
     if a.density is not None and a.noise != "impulse":
         raise DeepDenoiseError("--density applies to --noise impulse")
@@ -202,8 +213,8 @@ def cmd_denoise(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from deepdenoise.export import export_onnx
-    from deepdenoise.hub import load_model
+    from deepdenoise.inference.onnx import export_onnx
+    from deepdenoise.weights.shipped import load_model
 
     model, meta = load_model(a.model)
     out = Path(a.output or f"{Path(str(a.model)).stem}.onnx")
@@ -215,7 +226,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    from deepdenoise.quant import calibrate_file
+    from deepdenoise.inference.quant import calibrate_file
 
     out = Path(a.output).with_suffix(".safetensors")
     if (out.exists() or out.with_suffix(".json").exists()) and not a.overwrite:
@@ -225,7 +236,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import describe_models, level_label
+    from deepdenoise.weights.shipped import describe_models, level_label
 
     rows = describe_models()
     if a.json:
@@ -248,26 +259,13 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_figures(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import load_model
-    from deepdenoise.plots import make_figures
+    from deepdenoise.evaluation.plots import make_figures
+    from deepdenoise.weights.shipped import load_model
 
     model, _ = load_model(a.model)
     res = make_figures(model, a.dataset, a.out, a.sigma, a.patches, a.limit, label=str(a.model))
     for f in res["files"]:
         print(f)
-    return 0
-
-
-def cmd_report(a: argparse.Namespace) -> int:
-    from deepdenoise.hub import reference_dir
-    from deepdenoise.report import build_models_doc, build_report
-
-    ref = reference_dir(a.reference)
-    cds = Path(a.color_dataset) if a.color_dataset else None
-    build_report(Path(a.out), Path(a.dataset), cds, Path(a.patches), Path(a.runs), ref, a.limit)
-    build_models_doc(Path(a.out).with_name("models.md"), Path(a.runs))
-    print(a.out)
-    print(Path(a.out).with_name("models.md"))
     return 0
 
 
@@ -285,8 +283,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
-    from deepdenoise.benchmark import CLASSIC, format_markdown, machine_info, run_benchmark, scatter_plot
-    from deepdenoise.hub import atomic_write_text, reference_dir, shipped_models
+    from deepdenoise.evaluation.benchmark import CLASSIC, format_markdown, machine_info, run_benchmark, scatter_plot
+    from deepdenoise.fsutil import atomic_write_text
+    from deepdenoise.weights.shipped import reference_dir, shipped_models
 
     for out in (a.json, a.markdown, a.plot):
         if out and not Path(out).resolve().parent.is_dir():  # found out before the run, not after it
@@ -327,9 +326,8 @@ def _impulse_levels(a: argparse.Namespace) -> list[float]:
 
 
 def _benchmark_impulse(a: argparse.Namespace) -> int:
-    from deepdenoise.benchmark_impulse import format_impulse_markdown, impulse_figure, run_impulse_benchmark
-    from deepdenoise.fsutil import write_section
-    from deepdenoise.hub import atomic_write_text
+    from deepdenoise.evaluation.benchmark_impulse import format_impulse_markdown, impulse_figure, run_impulse_benchmark
+    from deepdenoise.fsutil import atomic_write_text, write_section
 
     levels = _impulse_levels(a)
     model = a.methods if a.methods and a.methods in _shipped() else None
@@ -347,14 +345,14 @@ def _benchmark_impulse(a: argparse.Namespace) -> int:
 
 
 def _shipped() -> dict[str, Path]:
-    from deepdenoise.hub import shipped_models
+    from deepdenoise.weights.shipped import shipped_models
 
     return shipped_models()
 
 
 def _evaluate_impulse(a: argparse.Namespace) -> int:
-    from deepdenoise.benchmark_impulse import format_impulse_markdown, run_impulse_benchmark
-    from deepdenoise.evaluate import write_json
+    from deepdenoise.evaluation.benchmark_impulse import format_impulse_markdown, run_impulse_benchmark
+    from deepdenoise.evaluation.evaluate import write_json
 
     if not a.dataset:
         raise DeepDenoiseError(f"--noise {a.noise} needs --dataset")
@@ -372,8 +370,8 @@ def _evaluate_impulse(a: argparse.Namespace) -> int:
 
 def _benchmark_pairs(a: argparse.Namespace) -> int:
     """``benchmark --pairs DIR``: real noisy/clean pairs, our modes against the classic oracles."""
-    from deepdenoise.benchmark import machine_info
-    from deepdenoise.benchmark_real import (
+    from deepdenoise.evaluation.benchmark import machine_info
+    from deepdenoise.evaluation.benchmark_real import (
         PAIR_METHODS,
         _cbm3d,
         _ours,
@@ -382,8 +380,9 @@ def _benchmark_pairs(a: argparse.Namespace) -> int:
         reusable_rows,
         run_pairs_benchmark,
     )
-    from deepdenoise.hub import atomic_write_text, reference_dir, shipped_models
-    from deepdenoise.realpairs import load_pairs
+    from deepdenoise.evaluation.realpairs import load_pairs
+    from deepdenoise.fsutil import atomic_write_text
+    from deepdenoise.weights.shipped import reference_dir, shipped_models
 
     methods = a.methods.split(",") if a.methods else [*PAIR_METHODS, "default_color", "fast_color",
                                                        "fast_color+real", "camera"]
@@ -415,7 +414,6 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     """Print (and optionally plot) each image's noise-level function."""
     import json
 
-    from deepdenoise.noiselevel import estimate_file
 
     for path in a.images:
         est = estimate_file(path)
@@ -431,8 +429,17 @@ def cmd_estimate(a: argparse.Namespace) -> int:
             print(f"  {name:>10} " + " ".join(f"{v:6.2f}" for v in row))
         print("  share      " + " ".join(f"{w:6.3f}" for w in est.weights))
     if a.plot:
-        from deepdenoise.plots import plot_noise_levels
+        from deepdenoise.evaluation.plots import plot_noise_levels
 
         plot_noise_levels([(p, estimate_file(p)) for p in a.images], a.plot)
         print(f"plot: {a.plot}")
     return 0
+
+
+def estimate_file(path: str) -> NoiseLevel:
+    """The noise-level function of an image file (each frame of a stack: the first)."""
+    from deepdenoise.io import read_image
+    from deepdenoise.noise.level import estimate_noise_level
+
+    img = read_image(path)
+    return estimate_noise_level(img.pixels[0] if img.stack_shape else img.pixels)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepdenoise.errors import InputError
-from deepdenoise.hub import atomic_write_bytes, atomic_write_text
+from deepdenoise.fsutil import atomic_write_bytes, atomic_write_text
 
 
 @dataclass

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepdenoise.models.padding import pad_to_multiple
+from deepdenoise.models.base import Denoiser, SigmaInput
+from deepdenoise.models.registry import register_model
 
 
 @dataclass
@@ -35,9 +36,8 @@ class DnCNNConfig:
         return u * self.depth * (self.kernel_size // 2) + (u - 1)
 
 
-class DnCNN(nn.Module):
-    blind = True
-
+@register_model("dncnn", DnCNNConfig)
+class DnCNN(Denoiser):
     def __init__(self, config: DnCNNConfig | None = None) -> None:
         super().__init__()
         self.config = config or DnCNNConfig()
@@ -69,22 +69,13 @@ class DnCNN(nn.Module):
         return self.config.unshuffle
 
     def flops_per_pixel(self) -> int:
-        """Multiply-adds x 2 per output pixel (convolutions only)."""
         c = self.config
         k2 = c.kernel_size**2
         io_ch = c.channels * c.unshuffle**2
         inner = (c.depth - 2) * c.features * c.features * k2
         return 2 * (io_ch * c.features * k2 + inner + c.features * io_ch * k2) // c.unshuffle**2
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        u = self.config.unshuffle
-        if u == 1:
-            return self.core(x)
-        _, _, h, w = x.shape  # x: [B, C, H, W]
-        xp = pad_to_multiple(x, u)  # [B, C, H', W']
-        return self.core(xp)[:, :, :h, :w]
-
-    def core(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+    def core(self, x: torch.Tensor, sigma: SigmaInput = None) -> torch.Tensor:
         """The network on an input whose height and width are multiples of ``self.multiple``."""
         u = self.config.unshuffle
         if u == 1:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepdenoise.models.padding import pad_to_multiple
+from deepdenoise.models.base import Denoiser, SigmaInput
+from deepdenoise.models.registry import register_model
 
 
 @dataclass
@@ -41,14 +42,15 @@ class ResBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=False)
         self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=False)
-        # quantization points (identity; deepdenoise.quant puts int8 fake-quantizers here)
+        # quantization points (identity; deepdenoise.inference.quant puts int8 fake-quantizers here)
         self.q_hidden, self.q_res, self.q_out = nn.Identity(), nn.Identity(), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.q_out(x + self.q_res(self.conv2(self.q_hidden(F.relu(self.conv1(x))))))
 
 
-class UNetDenoiser(nn.Module):
+@register_model("unet", UNetConfig)
+class UNetDenoiser(Denoiser):
     @property
     def level_blocks(self) -> tuple[int, ...]:
         """Residual blocks at each level, finest first (an int config means the same everywhere)."""
@@ -63,7 +65,6 @@ class UNetDenoiser(nn.Module):
         super().__init__()
         self.config = config or UNetConfig()
         c = self.config
-        self.blind = not c.noise_map
         f = list(c.features)
         nb = self.level_blocks
         io_ch = c.channels * c.unshuffle**2  # image channels the U-Net sees
@@ -81,7 +82,7 @@ class UNetDenoiser(nn.Module):
             self.dec.append(nn.Sequential(*[ResBlock(f[i]) for _ in range(nb[i])]))
         self.tail = nn.Conv2d(f[0], io_ch, 3, padding=1, bias=False)
         # quantization points after the head, each down/up-sampling and each skip addition
-        # (identity, no parameters: see deepdenoise.quant)
+        # (identity, no parameters: see deepdenoise.inference.quant)
         self.q_head = nn.Identity()
         self.q_down = nn.ModuleList(nn.Identity() for _ in self.down)
         self.q_up = nn.ModuleList(nn.Identity() for _ in self.up)
@@ -122,15 +123,15 @@ class UNetDenoiser(nn.Module):
             area /= 4
         return total // c.unshuffle**2
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        _, _, h, w = x.shape  # x: [B, C, H, W]
-        m = self.multiple
-        xp = pad_to_multiple(x, m)  # [B, C, H', W']
-        if isinstance(sigma, torch.Tensor) and sigma.ndim == 4:
-            sigma = pad_to_multiple(sigma, m)  # [B, 1 or M, H', W'] padded like the image
-        return self.core(xp, sigma)[:, :, :h, :w]
+    @property
+    def noise_input(self) -> bool:
+        return bool(self.config.noise_map)
 
-    def noise_map_input(self, sigma: torch.Tensor | float | None, inp: torch.Tensor) -> torch.Tensor:
+    @property
+    def map_channels(self) -> int:
+        return int(self.config.map_channels) if self.config.noise_map else 0
+
+    def noise_map_input(self, sigma: SigmaInput, inp: torch.Tensor) -> torch.Tensor:
         """The map channels for the trunk's input ``inp`` [B, *, h, w] (0-1 scale): [B, M, h, w].
 
         A per-pixel map comes at image resolution and is averaged down to the trunk's (FFDNet's
@@ -146,7 +147,7 @@ class UNetDenoiser(nn.Module):
         s = s.reshape(-1, s.shape[-1] if s.ndim == 2 else 1, 1, 1)  # [B or 1, 1 or M, 1, 1]
         return (s / 255.0).expand(b, c.map_channels, h, w)  # [B, M, h, w]
 
-    def core(self, xp: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+    def core(self, xp: torch.Tensor, sigma: SigmaInput = None) -> torch.Tensor:
         """The network on an input whose height and width are multiples of ``self.multiple``."""
         u = self.config.unshuffle
         inp = F.pixel_unshuffle(xp, u) if u > 1 else xp  # [B, C*u*u, H'/u, W'/u]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deepdenoise.backends import DEFAULT_BACKEND
 from deepdenoise.errors import Cancelled, DeepDenoiseError, ModelError
-from deepdenoise.web.guard import GuardLimits, RequestGuard, guarded_protocol
+from deepdenoise.inference.backends import DEFAULT_BACKEND
+from deepdenoise.web.guard import GuardLimits, RequestGuard
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _denoise_upload(src: Path, tmp: Path, sigma: float | None, model: str | None
                     peak: float | None, strength: float, noise_scale: float,
                     cancel: threading.Event | None, density: float | None = None) -> tuple[bytes, str, dict[str, Any]]:
     from deepdenoise import io as dio
-    from deepdenoise.pipeline import DenoiseOptions, denoise_file
+    from deepdenoise.pipeline.files import DenoiseOptions, denoise_file
 
     header = dio.read_header(src)
     dio.check_pixel_limit(header, cfg.max_pixels, str(src))
@@ -95,16 +95,23 @@ def _denoise_upload(src: Path, tmp: Path, sigma: float | None, model: str | None
 
 
 def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
-    from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
 
     cfg = cfg or ServeConfig()
     app = FastAPI(title="deepdenoise", version="0.1.0",
                   description="Remove noise from images with deep CNNs.")
-    pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="denoise")
-    slots = asyncio.Semaphore(cfg.workers + cfg.queue)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_info_routes(app)
+    _add_denoise_route(app, cfg)
+    limits = GuardLimits(cfg.max_upload_bytes + FORM_ROOM, cfg.body_timeout, cfg.cors_origins)
+    return RequestGuard(app, limits)
+
+
+def _add_info_routes(app: Any) -> None:
+    """The page, the health check, the model list, and JSON errors for bad input."""
+    from fastapi import Request
+    from fastapi.responses import FileResponse, JSONResponse
 
     @app.exception_handler(DeepDenoiseError)
     async def _user_error(_: Request, exc: DeepDenoiseError) -> JSONResponse:
@@ -120,9 +127,18 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
 
     @app.api_route("/api/models", methods=["GET", "HEAD"])
     async def models() -> list[dict[str, Any]]:
-        from deepdenoise.hub import describe_models
+        from deepdenoise.weights.shipped import describe_models
 
         return describe_models()
+
+
+def _add_denoise_route(app: Any, cfg: ServeConfig) -> None:
+    """``POST /api/denoise``: a bounded pool of workers and queue, cancelled when the client leaves."""
+    from fastapi import File, Form, HTTPException, Request, UploadFile
+    from fastapi.responses import Response
+
+    pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="denoise")
+    slots = asyncio.Semaphore(cfg.workers + cfg.queue)
 
     @app.post("/api/denoise", responses={200: {"content": {"image/png": {}}}, 400: {}, 404: {}, 413: {},
                                           422: {}, 503: {}})
@@ -131,7 +147,7 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         image: UploadFile = File(..., description="image file (PNG, JPEG, TIFF, WebP, BMP, GIF)"),
         sigma: float | None = Form(None, ge=0, le=255, description="noise level 0-255; blind if omitted"),
         model: str | None = Form(None, max_length=200, description="shipped model name"),
-        noise: Literal["auto", "gaussian", "poisson", "real", "impulse"] = Form(
+        noise: Literal["auto", "gaussian", "poisson", "camera", "real", "impulse"] = Form(
             "auto", description="auto: white noise, or a camera's correlated noise (then the camera model); "
             "poisson: photon-limited image (sigma is then the read noise); real: a camera photo's blotchy noise "
             "through pixel-shuffle down-sampling (5x the time); impulse: salt-and-pepper, bit errors, hot/dead pixels"),
@@ -149,7 +165,7 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
         if density is not None and noise != "impulse":
             raise HTTPException(400, "density applies to noise=impulse")
         if model is not None:
-            from deepdenoise.hub import shipped_models
+            from deepdenoise.weights.shipped import shipped_models
 
             if model not in shipped_models():  # the service loads shipped models only, never paths
                 raise HTTPException(404, f"unknown model '{model}'")
@@ -166,9 +182,6 @@ def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
                                                        density=density)
         headers = result_headers(info, media)
         return Response(body, media_type=media, headers=headers)
-
-    limits = GuardLimits(cfg.max_upload_bytes + FORM_ROOM, cfg.body_timeout, cfg.cors_origins)
-    return RequestGuard(app, limits)
 
 
 async def _run_cancellable(request: Any, pool: ThreadPoolExecutor, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -202,7 +215,7 @@ def result_headers(info: dict[str, Any], media: str) -> dict[str, str]:
         headers["X-Noise-Level"] = json.dumps({"knots": nl["knots"], "levels": nl["levels"]}, separators=(",", ":"))
     if info.get("noise") == "poisson":
         headers.update({"X-Peak": f"{info['peak']:.4g}", "X-Read-Sigma": f"{info['read_sigma']:.2f}"})
-    elif info.get("noise") == "real":
+    elif info.get("noise") == "camera":
         headers["X-PD-Stride"] = str(info["pd_stride"])
     elif info.get("noise") == "impulse":
         headers["X-Impulse-Density"] = f"{info['impulse_density']:.4f}"
@@ -217,6 +230,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = N
     import resource
 
     import uvicorn
+
+    from deepdenoise.web.protocol import guarded_protocol
 
     cfg = cfg or ServeConfig()
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -64,7 +64,7 @@ async function run() {
       ? `Poisson peak ${resp.headers.get("X-Peak")} photons, read noise ${resp.headers.get("X-Read-Sigma")} (${est})`
       : kind === "impulse"
       ? `impulses in ${(100 * Number(resp.headers.get("X-Impulse-Density"))).toFixed(2)}% of the samples restored`
-      : `noise level ${resp.headers.get("X-Sigma")} (${est}${perPixel}${scaleText})` + (kind === "real" ? `, pixel-shuffle stride ${resp.headers.get("X-PD-Stride")}` : "");
+      : `noise level ${resp.headers.get("X-Sigma")} (${est}${perPixel}${scaleText})` + ((kind === "camera" || kind === "real") ? `, pixel-shuffle stride ${resp.headers.get("X-PD-Stride")}` : "");
     $("info").textContent = `model ${resp.headers.get("X-Model")}, ${noise}, ${resp.headers.get("X-Elapsed-Ms")} ms`;
     $("result").hidden = false;
     setStatus("done");

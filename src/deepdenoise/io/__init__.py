@@ -1,0 +1,20 @@
+"""Images in and out: header-first limits, every format's decoder and encoder, metadata carried
+over (ICC, EXIF, alpha, stacks), atomic writes that never lose or half-write a file."""
+
+from __future__ import annotations
+
+from deepdenoise.io.images import (
+    READ_SUFFIXES,
+    ImageData,
+    ImageHeader,
+    atomic_output,
+    check_pixel_limit,
+    list_images,
+    load_gray_or_color,
+    read_header,
+    read_image,
+    write_image,
+)
+
+__all__ = ["READ_SUFFIXES", "ImageData", "ImageHeader", "atomic_output", "check_pixel_limit", "list_images",
+           "load_gray_or_color", "read_header", "read_image", "write_image"]
