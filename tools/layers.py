@@ -64,12 +64,19 @@ def imports_of(path: Path, src: Path = SRC) -> list[tuple[str, int]]:
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            if base == "deepdenoise":  # from deepdenoise import io: the imported names are modules
-                found += [(f"deepdenoise.{a.name}", node.lineno) for a in node.names
-                          if (src / f"{a.name}.py").exists() or (src / a.name).is_dir()]
-            elif base.startswith("deepdenoise"):
+            if not base.startswith("deepdenoise"):
+                continue
+            subs = [f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}", src)]
+            if subs:  # from deepdenoise.models import net: the module net
+                found += [(m, node.lineno) for m in subs]
+            elif base != "deepdenoise":  # (from deepdenoise import __version__ names no module)
                 found.append((base, node.lineno))
     return found
+
+
+def _is_module(name: str, src: Path) -> bool:
+    path = src.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or path.is_dir()
 
 
 def import_graph(src: Path = SRC) -> dict[str, list[tuple[str, int]]]:

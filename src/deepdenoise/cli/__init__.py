@@ -341,10 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _show_library_log() -> None:
+    """The library logs; the command line shows its notes and progress on stderr, one line each."""
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="deepdenoise: %(message)s")
+    logger = logging.getLogger("deepdenoise")
+    for h in [h for h in logger.handlers if getattr(h, "deepdenoise_cli", False)]:
+        logger.removeHandler(h)  # main() called again in one process (tests): one handler, today's stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("deepdenoise: %(message)s"))
+    handler.deepdenoise_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _show_library_log()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "noise", None) == "real":  # the older name of the camera mode

@@ -16,6 +16,7 @@ from deepdenoise.errors import DeepDenoiseError
 
 if TYPE_CHECKING:
     from deepdenoise.noise.level import NoiseLevel
+    from deepdenoise.pipeline.files import DenoiseOptions
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
@@ -199,7 +200,7 @@ def _evaluate_pairs(a: argparse.Namespace) -> int:
 
 
 def cmd_denoise(a: argparse.Namespace) -> int:
-    from deepdenoise.pipeline.files import DenoiseOptions, denoise_path
+    from deepdenoise.pipeline.files import DenoiseOptions
 
     if a.peak is not None and a.noise != "poisson":
         raise DeepDenoiseError("--peak applies to --noise poisson")
@@ -209,7 +210,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--density applies to --noise impulse")
     opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,
                           a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density)
-    return denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs, hidden=a.hidden)
+    return _denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs, hidden=a.hidden)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -443,3 +444,22 @@ def estimate_file(path: str) -> NoiseLevel:
 
     img = read_image(path)
     return estimate_noise_level(img.pixels[0] if img.stack_shape else img.pixels)
+
+
+def _denoise_path(src: str, dst: str, opts: DenoiseOptions, overwrite: bool = False,
+                 jobs: int = 1, hidden: bool = False) -> int:
+    """A file or a folder. Returns the exit code (1 if some files of a folder failed)."""
+    from deepdenoise.errors import InputError
+    from deepdenoise.pipeline.files import denoise_file, denoise_folder, describe
+
+    s, d = Path(src), Path(dst)
+    if not s.exists():
+        raise InputError(f"{s}: no such file or folder")
+    if s.is_dir():
+        n, failures, skipped = denoise_folder(s, d, opts, overwrite, jobs, hidden=hidden)
+        print(f"denoised {n} files, {len(failures)} failed" + (f", {len(skipped)} skipped" if skipped else ""),
+              file=sys.stderr)
+        return 1 if failures else 0
+    info = denoise_file(s, d, opts, overwrite, show_progress=True)
+    print(describe(s, d, info), file=sys.stderr)
+    return 0

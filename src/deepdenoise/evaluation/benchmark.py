@@ -9,10 +9,10 @@ the official DnCNN-S (per-sigma weights, fp32 eager PyTorch): every speed ratio 
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +24,8 @@ import numpy as np
 from deepdenoise.evaluation.evaluate import load_dataset
 from deepdenoise.metrics import psnr, ssim
 from deepdenoise.noise import add_noise_numpy
+
+log = logging.getLogger(__name__)
 
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
 CLASSIC = ("bm3d", "opencv_nlm", "skimage_nlm", "skimage_wavelet")
@@ -134,9 +136,9 @@ def _variants(method: str, backends: list[str], sigma: float, color: bool,
         return [(classic_denoiser(method), "-")]
     if method == "reference":
         if not reference_weights(reference_dir, sigma):
-            print(f"note: no official DnCNN-S weights for sigma {sigma:g} in {reference_dir}: the reference row "
+            log.warning(f"no official DnCNN-S weights for sigma {sigma:g} in {reference_dir}: the reference row "
                   "times an untrained DnCNN-S (its PSNR means nothing); get them with 'deepdenoise download "
-                  "dncnn-reference' or pass --reference DIR", file=sys.stderr)
+                  "dncnn-reference' or pass --reference DIR")
         return [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
     from deepdenoise.weights.format import read_meta
     from deepdenoise.weights.shipped import shipped_models
@@ -178,7 +180,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
                     "mp_per_s": 0.0, "peak_mem_mib": mem.mib})
                 fns.append(fn)
                 if progress:
-                    print(f"  sigma {sigma:g} {method}/{backend}: {rows[-1]['psnr']:.2f} dB", flush=True)
+                    log.info(f"  sigma {sigma:g} {method}/{backend}: {rows[-1]['psnr']:.2f} dB")
         speeds: list[list[float]] = [[] for _ in fns]
         for _ in range(max(1, repeats)):
             for k, fn in enumerate(fns):
@@ -186,7 +188,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
         for row, sp in zip(rows, speeds):
             row["mp_per_s"] = statistics.median(sp)
             if progress:
-                print(f"  sigma {sigma:g} {row['method']}/{row['backend']}: {row['mp_per_s']:.3f} MP/s", flush=True)
+                log.info(f"  sigma {sigma:g} {row['method']}/{row['backend']}: {row['mp_per_s']:.3f} MP/s")
         ref = next((float(r["mp_per_s"]) for r in rows if r["method"] == "reference"), None)
         for r in rows:
             r["speedup"] = r["mp_per_s"] / ref if ref else None

@@ -10,7 +10,7 @@ per sigma: 15 and 25) runs on each channel, batch norm folded.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from deepdenoise.evaluation.realpairs import score_pairs
+
+log = logging.getLogger(__name__)
 
 Data = list[tuple[str, np.ndarray, np.ndarray]]
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -72,7 +74,7 @@ def _oracle(method: str, make: Callable[[float], Fn], settings: tuple[float, ...
     sweep = {s: score_pairs(make(s), probe, with_ssim=False)["psnr"] for s in settings}
     best = max(sweep, key=lambda s: sweep[s])
     if progress:
-        print(f"  {method} sweep: " + ", ".join(f"{label} {s:g}: {v:.2f}" for s, v in sweep.items()), flush=True)
+        log.info(f"  {method} sweep: " + ", ".join(f"{label} {s:g}: {v:.2f}" for s, v in sweep.items()))
     row = score_pairs(make(best), data)  # with SSIM and the speed of the chosen setting
     return {"method": method, "settings": f"{label} {best:g} (oracle)", "oracle": True,
             "sweep": {f"{s:g}": round(v, 3) for s, v in sweep.items()},
@@ -91,8 +93,8 @@ def method_rows(method: str, data: Data, reference_dir: Path | None, progress: b
         mats = {s: reference_dir / f"sigma={s:g}.mat" for s in (15.0, 25.0)} if reference_dir else {}
         mats = {s: m for s, m in mats.items() if m.exists()}
         if not mats:
-            print(f"note: no official DnCNN-S weights in {reference_dir}: the reference row is left out "
-                  "('deepdenoise download dncnn-reference')", file=sys.stderr)
+            log.warning(f"no official DnCNN-S weights in {reference_dir}: the reference row is left out "
+                  "('deepdenoise download dncnn-reference')")
             return []
         return [_oracle(method, lambda s: _reference(mats[s]), tuple(mats), data, SWEEP_EVERY, "sigma", progress)]
     if method == "default":
@@ -114,8 +116,7 @@ def run_pairs_benchmark(data: Data, methods: list[str], reference_dir: Path | No
         for row in measured or method_rows(method, data, reference_dir, progress):
             rows.append(row)
             if progress:
-                print(f"  {row['method']} ({row['settings']}): {row['psnr']:.2f} dB, {row['mp_per_s']:.3f} MP/s",
-                      flush=True)
+                log.info(f"  {row['method']} ({row['settings']}): {row['psnr']:.2f} dB, {row['mp_per_s']:.3f} MP/s")
     return rows
 
 

@@ -253,7 +253,7 @@ def denoise_with_info(image: np.ndarray, sigma: float | None = None, model: str 
         extra["strength"] = float(s.strength)
     notes += range_notes(meta, done.sigma, "stabilised noise level" if noise == "poisson" else "noise level")
     for note in notes:
-        log.info(note)
+        log.debug(note)
     return DenoiseResult(from_float(den, a), name, done.sigma, sigma is None, predictor.backend, noise, notes,
                          {**extra, **done.extra})
 

@@ -7,6 +7,7 @@ anything failed.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -24,6 +25,8 @@ from deepdenoise.errors import Cancelled, DeepDenoiseError, InputError, OutputEr
 from deepdenoise.inference.api import LUMA, denoise_with_info
 from deepdenoise.inference.backends import DEFAULT_BACKEND
 from deepdenoise.io import READ_SUFFIXES, ImageData, read_image, write_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def _float_span(img: ImageData) -> tuple[float, float] | None:
     return min(lo, 0.0), hi
 
 
-def _describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
+def describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
     how = "estimated" if info["sigma_estimated"] else "given"
     if info.get("noise_level"):
         how += ", per brightness and channel"
@@ -261,7 +264,7 @@ def denoise_folder(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions()
         raise OutputError(f"{dst}: output folder must not be inside the input folder")
     work, skipped = folder_jobs(src, dst, hidden)
     for line in skipped:
-        print(f"deepdenoise: {line}", file=sys.stderr)
+        log.warning("%s", line)
     if not work:
         raise InputError(f"{src}: no image files to denoise" + (f" ({len(skipped)} skipped)" if skipped else ""))
     failures: list[str] = []
@@ -282,7 +285,7 @@ def denoise_folder(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions()
             bar.update(1)
             if err:
                 failures.append(err)
-                bar.write(f"deepdenoise: skipped: {err}", file=sys.stderr)
+                log.warning("skipped: %s", err)
             else:
                 done += 1
     return done, failures, skipped
@@ -293,19 +296,3 @@ def _looks_like_image(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(12)
     return head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\0", b"MM\0*", b"GIF8", b"BM")) or head[8:12] == b"WEBP"
-
-
-def denoise_path(src: str, dst: str, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
-                 jobs: int = 1, hidden: bool = False) -> int:
-    """CLI entry: a file or a folder. Returns the exit code (1 if some files of a folder failed)."""
-    s, d = Path(src), Path(dst)
-    if not s.exists():
-        raise InputError(f"{s}: no such file or folder")
-    if s.is_dir():
-        n, failures, skipped = denoise_folder(s, d, opts, overwrite, jobs, hidden=hidden)
-        print(f"denoised {n} files, {len(failures)} failed" + (f", {len(skipped)} skipped" if skipped else ""),
-              file=sys.stderr)
-        return 1 if failures else 0
-    info = denoise_file(s, d, opts, overwrite, show_progress=True)
-    print(_describe(s, d, info), file=sys.stderr)
-    return 0
