@@ -63,7 +63,8 @@ def imports_of(path: Path, src: Path = SRC) -> list[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             if not base.startswith("deepdenoise"):
                 continue
             subs = [f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}", src)]
