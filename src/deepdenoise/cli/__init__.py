@@ -154,9 +154,9 @@ def _evaluate_parser(sub: Any) -> None:
     s.add_argument("--ber", type=_fraction, nargs="+", help="--noise biterror: bit error rates")
     s.add_argument("--peak", type=_peak, nargs="+", help="photons at 1.0 (--noise poisson)")
     s.add_argument("--camera", type=_camera, nargs="+", metavar="SHOT,READ[,JPEG]",
-                   help="--noise real: sensor noise in linear light (variance shot*L + read^2), optional JPEG quality")
+                   help="--noise camera: sensor noise in linear light (variance shot*L + read^2), optional JPEG quality")
     s.add_argument("--pd-stride", type=_stride, nargs="+", default=[1, 2],
-                   help="--noise real: strides to compare (1: the model directly; default 1 2)")
+                   help="--noise camera: strides to compare (1: the model directly; default 1 2)")
     s.add_argument("--no-vst", dest="no_vst", action="store_true",
                    help="--noise poisson baseline: no variance stabilisation, the noisy image as it is")
     s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
@@ -190,7 +190,7 @@ def _denoise_parser(sub: Any) -> None:
     s.add_argument("--density", type=_fraction, help="with --noise impulse: the fraction of corrupted samples "
                    "(estimated when omitted)")
     s.add_argument("--pd-stride", type=_stride, default=2,
-                   help="with --noise real: sub-image stride (2; 3 for heavily compressed JPEGs)")
+                   help="with --noise camera: sub-image stride (2; 3 for heavily compressed JPEGs)")
     s.add_argument("--strength", type=_strength, default=1.0,
                    help="fraction of the luminance noise removed, 0-1 (default 1); below 1 a little grain is "
                    "kept for a natural look. Colour noise is always removed")

@@ -205,7 +205,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     if a.peak is not None and a.noise != "poisson":
         raise DeepDenoiseError("--peak applies to --noise poisson")
     if a.pd_stride != 2 and a.noise not in ("camera", "real"):
-        raise DeepDenoiseError("--pd-stride applies to --noise real")
+        raise DeepDenoiseError("--pd-stride applies to --noise camera")
     if a.density is not None and a.noise != "impulse":
         raise DeepDenoiseError("--density applies to --noise impulse")
     opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,

@@ -152,7 +152,7 @@ def evaluate_camera(
     """Camera-noise protocol: each clean colour image goes through
     :func:`deepdenoise.noise.camera.simulate_camera` (seed + image index) and is scored against the
     same pipeline without noise. The model runs as on a real photo, blind, through
-    ``denoise(noise='real', pd_stride=stride)``; stride 1 is the model applied directly."""
+    ``denoise(noise='camera', pd_stride=stride)``; stride 1 is the model applied directly."""
     from deepdenoise.inference.api import denoise
     from deepdenoise.noise.camera import simulate_camera
 

@@ -57,7 +57,7 @@ def comparison_figure(model: Denoiser, images: list[np.ndarray], names: list[str
 def real_noise_figure(paths: list[Path], out: Path, variants: list[tuple[str, dict[str, Any]]],
                       crop: int = 192) -> list[dict[str, Any]]:
     """Real noisy photos (no clean reference): a central crop of each as it is, then through each
-    ``(title, denoise keyword arguments)`` of ``variants`` (e.g. plain, ``noise='real'``)."""
+    ``(title, denoise keyword arguments)`` of ``variants`` (e.g. plain, ``noise='camera'``)."""
     from deepdenoise.inference.api import denoise_with_info
     from deepdenoise.io import read_image
 

@@ -40,7 +40,7 @@ class DenoiseOptions:
     backend: str = DEFAULT_BACKEND
     noise: str = "auto"  # or 'gaussian', 'poisson' (photon-limited images), 'real' (camera photos: PD)
     peak: float | None = None  # photons at full scale (noise='poisson'); None: estimate
-    pd_stride: int = 2  # noise='real': pixel-shuffle stride
+    pd_stride: int = 2  # noise='camera': pixel-shuffle stride
     strength: float = 1.0  # fraction of the luminance noise removed (colour noise: all of it)
     noise_scale: float = 1.0  # multiplies the level the model is given (estimated or sigma)
     max_pixels: int | None = MAX_PIXELS  # refused before decoding beyond this (all frames); None: no limit

@@ -248,7 +248,7 @@ def recalibrate_bn(model: torch.nn.Module, source: PatchSource | CropSource, cfg
 
 
 class StopOnSignal:
-    """Ctrl-C or SIGTERM (a session ending, ``kill``) while training: finish the step, write a
+    """Ctrl-C or SIGTERM (a logout, a scheduler, ``kill``) while training: finish the step, write a
     checkpoint and return, so ``--resume`` loses nothing. A second signal stops at once."""
 
     def __init__(self) -> None:
