@@ -154,7 +154,8 @@ def _evaluate_parser(sub: Any) -> None:
     s.add_argument("--ber", type=_fraction, nargs="+", help="--noise biterror: bit error rates")
     s.add_argument("--peak", type=_peak, nargs="+", help="photons at 1.0 (--noise poisson)")
     s.add_argument("--camera", type=_camera, nargs="+", metavar="SHOT,READ[,JPEG]",
-                   help="--noise camera: sensor noise in linear light (variance shot*L + read^2), optional JPEG quality")
+                   help="--noise camera: sensor noise in linear light (variance shot*L + read^2), "
+                   "optional JPEG quality")
     s.add_argument("--pd-stride", type=_stride, nargs="+", default=[1, 2],
                    help="--noise camera: strides to compare (1: the model directly; default 1 2)")
     s.add_argument("--no-vst", dest="no_vst", action="store_true",

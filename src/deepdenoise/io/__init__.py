@@ -9,6 +9,9 @@ from deepdenoise.io.images import (
     ImageHeader,
     atomic_output,
     check_pixel_limit,
+    decode_header,
+    decode_image,
+    encode_image,
     list_images,
     load_gray_or_color,
     read_header,
@@ -16,5 +19,6 @@ from deepdenoise.io.images import (
     write_image,
 )
 
-__all__ = ["READ_SUFFIXES", "ImageData", "ImageHeader", "atomic_output", "check_pixel_limit", "list_images",
+__all__ = ["READ_SUFFIXES", "ImageData", "ImageHeader", "atomic_output", "check_pixel_limit", "decode_header",
+           "decode_image", "encode_image", "list_images",
            "load_gray_or_color", "read_header", "read_image", "write_image"]

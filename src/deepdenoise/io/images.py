@@ -7,6 +7,7 @@ temporary file in the target folder, then a rename) and never clobber an existin
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -44,6 +45,43 @@ class ImageData:
 
 
 @dataclass(frozen=True)
+class Source:
+    """An image's encoded bytes: a file on disk, or bytes already in memory (an upload), under the
+    name errors show (never a server's temporary path)."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def of_bytes(cls, data: bytes, name: str = "upload") -> Source:
+        if not data:
+            raise InputError(f"{name}: file is empty")
+        return cls(name, data=data)
+
+    def opened(self) -> Any:
+        """What the decoders open: the path, or a stream over the bytes."""
+        return str(self.path) if self.path is not None else io.BytesIO(self.data or b"")
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes: a bounded read, whatever the size."""
+        if self.data is not None:
+            return self.data[:n]
+        assert self.path is not None
+        with open(self.path, "rb") as f:
+            return f.read(n)
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
+
+    @property
+    def is_tiff(self) -> bool:
+        suffix = self.path.suffix.lower() if self.path is not None else ""
+        return suffix in (".tif", ".tiff") or self.head(4) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
+@dataclass(frozen=True)
 class ImageHeader:
     """What a file's header declares, read without decoding any pixel data."""
 
@@ -63,26 +101,27 @@ def read_header(path: str | Path) -> ImageHeader:
     """The declared size of an image file, from its header only: checked against the pixel limit
     before any decoding, so that a small file declaring a huge image costs nothing."""
     p = _existing_file(path)
+    return _header(Source(str(p), path=p))
+
+
+def decode_header(data: bytes, name: str = "upload") -> ImageHeader:
+    """:func:`read_header` for an image's bytes in memory."""
+    return _header(Source.of_bytes(data, name))
+
+
+def _header(src: Source) -> ImageHeader:
     try:
-        if p.suffix.lower() in (".tif", ".tiff") or _sniff(p).startswith((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
-            return _tiff_header(p)
-        return _pil_header(p)
+        return _tiff_header(src) if src.is_tiff else _pil_header(src)
     except InputError:
         raise
     except Exception as exc:  # the decoders raise many types for broken headers
-        raise InputError(f"{p}: not a readable image ({_reason(exc)})") from None
+        raise InputError(f"{src.name}: not a readable image ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:
     """A decoder's complaint without class names or file paths (those go to the log only)."""
     text = str(exc).splitlines()[0] if str(exc) else "unreadable data"
     return text.split(": ", 1)[1] if text.startswith(("/", "'/")) and ": " in text else text
-
-
-def _sniff(path: Path, n: int = 12) -> bytes:
-    """The first ``n`` bytes of a file: a bounded read, whatever the file's size."""
-    with open(path, "rb") as f:
-        return f.read(n)
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -98,54 +137,54 @@ def _existing_file(path: str | Path) -> Path:
     return p
 
 
-def _tiff_header(path: Path) -> ImageHeader:
+def _tiff_header(src: Source) -> ImageHeader:
     import tifffile
 
-    with tifffile.TiffFile(str(path)) as tf:
+    with tifffile.TiffFile(src.opened()) as tf:
         if not tf.series:
-            raise InputError(f"{path}: TIFF holds no image")
+            raise InputError(f"{src.name}: TIFF holds no image")
         series = tf.series[0]
         shape, axes = tuple(int(n) for n in series.shape), series.axes
         bits = int(np.dtype(series.dtype).itemsize * 8)
     if not shape or min(shape) == 0:
-        raise InputError(f"{path}: image has zero size")
+        raise InputError(f"{src.name}: image has zero size")
     samples = shape[axes.index("S")] if "S" in axes else 1
     rest = [n for a, n in zip(axes, shape) if a != "S"]
     if len(rest) < 2:
-        raise InputError(f"{path}: unsupported image shape {shape}")
+        raise InputError(f"{src.name}: unsupported image shape {shape}")
     frames = int(np.prod(rest[:-2], dtype=np.int64))
     return ImageHeader(rest[-1], rest[-2], frames, samples, "TIFF", bits)
 
 
-def _pil_header(path: Path) -> ImageHeader:
+def _pil_header(src: Source) -> ImageHeader:
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit is ours, checked next
         try:
-            with Image.open(path) as im:
+            with Image.open(src.opened()) as im:
                 w, h, mode, fmt = im.size[0], im.size[1], im.mode, im.format or "PNG"
         finally:
             Image.MAX_IMAGE_PIXELS = saved
     bands = {"1": 1, "L": 1, "P": 3, "I": 1, "F": 1, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4,
              "YCbCr": 3, "I;16": 1, "I;16B": 1, "I;16L": 1}.get(mode, 3)
     bits = {"1": 1, "I": 32, "F": 32}.get(mode, 16 if mode.startswith("I;16") else 8)
-    if fmt == "PNG" and _png_is_16bit_color(path):
+    if fmt == "PNG" and _png_is_16bit_color(src):
         bits = 16
     header = ImageHeader(w, h, 1, bands, fmt, bits)
     if fmt == "PNG":
-        _check_deflate_size(path, header)
+        _check_deflate_size(src, header)
     return header
 
 
-def _check_deflate_size(path: Path, header: ImageHeader) -> None:
+def _check_deflate_size(src: Source, header: ImageHeader) -> None:
     """A PNG's pixels are deflate-compressed, which cannot shrink them beyond ~1032:1: a file
     smaller than that declares more than it holds (truncated or forged)."""
     raw = header.height * (1 + (header.width * header.channels * header.bits + 7) // 8)
-    size = path.stat().st_size
+    size = src.size
     if raw > size * DEFLATE_MAX_RATIO:
-        raise InputError(f"{path}: file is truncated or corrupt ({size} bytes cannot hold the "
+        raise InputError(f"{src.name}: file is truncated or corrupt ({size} bytes cannot hold the "
                          f"{header.width}x{header.height} image it declares)")
 
 
@@ -157,16 +196,17 @@ def check_pixel_limit(header: ImageHeader, max_pixels: int | None, name: str) ->
                          f"({header.width}x{header.height}); the limit is {max_pixels} (--max-pixels)")
 
 
-def _read_tiff(path: Path) -> ImageData:
+def _read_tiff(src: Source) -> ImageData:
     """One image, or a stack (z-stack, time series, hyperstack: every axis before Y, X and colour
     samples is a frame axis, flattened to one and restored on writing)."""
     import tifffile
 
-    with tifffile.TiffFile(str(path)) as tf:
+    name = src.name
+    with tifffile.TiffFile(src.opened()) as tf:
         series = tf.series[0]
         axes, arr = series.axes, series.asarray()
     if arr.size == 0:
-        raise InputError(f"{path}: image has zero size")
+        raise InputError(f"{name}: image has zero size")
     if arr.ndim != len(axes):  # unusual metadata: fall back on the shape alone
         axes = "YXS"[:arr.ndim] if arr.ndim < 3 or arr.shape[-1] in (1, 3, 4) else "QYX"[-arr.ndim:]
     if "S" in axes and not axes.endswith("S"):  # planar [..., C, H, W] -> [..., H, W, C]
@@ -176,10 +216,10 @@ def _read_tiff(path: Path) -> ImageData:
         arr, axes = arr[..., 0], axes[:-1]
     frame_dims = arr.ndim - (3 if axes.endswith("S") else 2)
     if frame_dims <= 0 or int(np.prod(arr.shape[:frame_dims])) == 1:
-        return _from_array(arr.reshape(arr.shape[frame_dims:]), "TIFF", str(path))
+        return _from_array(arr.reshape(arr.shape[frame_dims:]), "TIFF", name)
     if axes.endswith("S") and arr.shape[-1] != 3:
-        raise InputError(f"{path}: stacks with {arr.shape[-1]} samples per pixel are not supported (gray or RGB)")
-    bits, data = _to_float(arr.reshape(-1, *arr.shape[frame_dims:]), str(path))  # [N, H, W(, 3)]
+        raise InputError(f"{name}: stacks with {arr.shape[-1]} samples per pixel are not supported (gray or RGB)")
+    bits, data = _to_float(arr.reshape(-1, *arr.shape[frame_dims:]), name)  # [N, H, W(, 3)]
     named = ", ".join(f"{a}={n}" for a, n in zip(axes, arr.shape[:frame_dims]) if a not in "QI")
     return ImageData(data, bits, format="TIFF", stack_shape=tuple(arr.shape[:frame_dims]),
                      stack_axes=axes[:frame_dims],
@@ -222,42 +262,52 @@ def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> ImageDa
 
     The header is read first and its declared size (every frame counted) checked against
     ``max_pixels`` (None or 0: no limit) before any pixel is decoded."""
+    p = _existing_file(path)
+    return _decode(Source(str(p), path=p), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "upload", max_pixels: int | None = MAX_PIXELS) -> ImageData:
+    """:func:`read_image` for an image's bytes in memory (an upload): decoded once, no file."""
+    return _decode(Source.of_bytes(data, name), max_pixels)
+
+
+def _decode(src: Source, max_pixels: int | None) -> ImageData:
     from PIL import Image, ImageOps
 
-    p = _existing_file(path)
-    check_pixel_limit(read_header(p), max_pixels, str(p))
-    if p.suffix.lower() in (".tif", ".tiff") or _sniff(p).startswith((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
+    check_pixel_limit(_header(src), max_pixels, src.name)
+    if src.is_tiff:
         try:
-            return _read_tiff(p)
+            return _read_tiff(src)
         except (InputError, MemoryError):
             raise
         except Exception as exc:  # tifffile raises many types for broken files
-            raise InputError(f"{p}: cannot read TIFF ({_reason(exc)})") from None
+            raise InputError(f"{src.name}: cannot read TIFF ({_reason(exc)})") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked above, on the header
             try:
-                return _read_pil(p, Image, ImageOps)
+                return _read_pil(src, Image, ImageOps)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except (InputError, MemoryError):
         raise
     except Exception as exc:
-        raise InputError(f"{p}: not a readable image ({_reason(exc)})") from None
+        raise InputError(f"{src.name}: not a readable image ({_reason(exc)})") from None
 
 
-def _read_pil(p: Path, Image, ImageOps) -> ImageData:  # type: ignore[no-untyped-def]
-    with Image.open(p) as im:
+def _read_pil(src: Source, Image, ImageOps) -> ImageData:  # type: ignore[no-untyped-def]
+    with Image.open(src.opened()) as im:
         fmt = im.format or "PNG"
         icc = im.info.get("icc_profile")
         im.load()
-        if fmt == "PNG" and _png_is_16bit_color(p):
-            data = _read_png16_color(p)  # Pillow would reduce it to 8 bits
+        if fmt == "PNG" and _png_is_16bit_color(src):
+            data = _read_png16_color(src)  # Pillow would reduce it to 8 bits
             data.icc = icc
+            data.exif = _raw_exif(im)  # as it came: these pixels are not turned upright
             return data
         upright = ImageOps.exif_transpose(im)
-        data = _from_pil(upright, fmt, icc, str(p))
+        data = _from_pil(upright, fmt, icc, src.name)
         data.exif, data.camera = _exif_info(upright)
         return data
 
@@ -281,19 +331,27 @@ def _exif_info(im) -> tuple[bytes | None, str | None]:  # type: ignore[no-untype
         return None, None
 
 
-def _read_png16_color(path: Path) -> ImageData:
+def _read_png16_color(src: Source) -> ImageData:
     import cv2
 
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if src.data is not None:
+        arr = cv2.imdecode(np.frombuffer(src.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    else:
+        arr = cv2.imread(str(src.path), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise InputError(f"{path}: not a readable 16-bit PNG")
+        raise InputError(f"{src.name}: not a readable 16-bit PNG")
     code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return _from_array(cv2.cvtColor(arr, code), "PNG", str(path))
+    return _from_array(cv2.cvtColor(arr, code), "PNG", src.name)
 
 
-def _png_is_16bit_color(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(26)
+def _raw_exif(im) -> bytes | None:  # type: ignore[no-untyped-def]
+    """A PNG's EXIF block unchanged (orientation included), or None."""
+    raw = im.info.get("exif")
+    return bytes(raw) if isinstance(raw, (bytes, bytearray)) and raw else None
+
+
+def _png_is_16bit_color(src: Source) -> bool:
+    head = src.head(26)
     return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 6)
 
 
@@ -343,6 +401,19 @@ def write_image(path: str | Path, image: ImageData, overwrite: bool = False) -> 
     atomic_output(p, lambda tmp: _encode(tmp, p.suffix.lower(), image), overwrite)
 
 
+def encode_image(image: ImageData, suffix: str) -> bytes:
+    """``image`` encoded as a file of type ``suffix`` ('.png', '.tif', '.jpg', '.webp', '.bmp'),
+    in memory: what :func:`write_image` would write."""
+    buf = io.BytesIO()
+    try:
+        _encode(buf, suffix.lower(), image)
+    except OutputError:
+        raise
+    except Exception as exc:
+        raise OutputError(f"cannot encode the result as {suffix} ({_reason(exc)})") from None
+    return buf.getvalue()
+
+
 def atomic_output(p: Path, encode: Callable[[Path], None], overwrite: bool = False) -> None:
     """Run ``encode(tmp)`` on a temporary file next to ``p``, then publish it as ``p``: renamed over
     it with ``overwrite``, else linked (never clobbering a file that appeared meanwhile). The
@@ -381,7 +452,7 @@ def _quantize(a: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:
     return out
 
 
-def _encode(tmp: Path, suffix: str, image: ImageData) -> None:
+def _encode(tmp: Path | io.BytesIO, suffix: str, image: ImageData) -> None:
     from PIL import Image
 
     px = image.pixels
@@ -398,21 +469,20 @@ def _encode(tmp: Path, suffix: str, image: ImageData) -> None:
             axes = image.stack_axes
             if not image.is_color and axes and all(a in "TZC" for a in axes) and list(axes) == sorted(
                     axes, key="TZC".index):  # an ImageJ hyperstack stays one (Fiji reads its axes)
-                tifffile.imwrite(str(tmp), out, imagej=True, metadata={"axes": axes + "YX"})
+                tifffile.imwrite(_target(tmp), out, imagej=True, metadata={"axes": axes + "YX"})
             else:
-                tifffile.imwrite(str(tmp), out, photometric="rgb" if image.is_color else "minisblack")
+                tifffile.imwrite(_target(tmp), out, photometric="rgb" if image.is_color else "minisblack")
             return
         photometric = "rgb" if out.ndim == 3 and out.shape[2] >= 3 else "minisblack"
         extra: dict[str, Any] = {"extrasamples": ["unassalpha"]} if image.alpha is not None else {}
-        tifffile.imwrite(str(tmp), out, photometric=photometric, iccprofile=image.icc, **extra)
+        tifffile.imwrite(_target(tmp), out, photometric=photometric, iccprofile=image.icc, **extra)
         return
     if suffix not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise OutputError(f"unsupported output format '{suffix}' (use .png, .tif, .jpg, .webp or .bmp)")
     bits = 16 if (image.bit_depth >= 16 and suffix == ".png") else 8
     q = _quantize(px, bits)
     if bits == 16 and q.ndim == 3:
-        # Pillow cannot write 16-bit colour PNG; OpenCV-free fallback: write via imageio-like path
-        _write_png16_color(tmp, q)
+        _write_png16_color(tmp, q, image.icc, image.exif)  # Pillow writes only 8-bit colour PNGs
         return
     im = Image.fromarray(q)  # uint8 -> L/RGB(A), uint16 gray -> I;16
     if suffix in (".jpg", ".jpeg") and im.mode in ("RGBA", "LA"):
@@ -427,8 +497,14 @@ def _encode(tmp: Path, suffix: str, image: ImageData) -> None:
     im.save(tmp, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix, suffix[1:].upper()), **kwargs)
 
 
-def _write_png16_color(tmp: Path, q: np.ndarray) -> None:
-    """Minimal 16-bit RGB(A) PNG encoder (zlib), since Pillow writes only 8-bit colour."""
+def _target(tmp: Path | io.BytesIO) -> Any:
+    return str(tmp) if isinstance(tmp, Path) else tmp
+
+
+def _write_png16_color(tmp: Path | io.BytesIO, q: np.ndarray, icc: bytes | None = None,
+                       exif: bytes | None = None) -> None:
+    """Minimal 16-bit RGB(A) PNG encoder (zlib), since Pillow writes only 8-bit colour; the ICC
+    profile goes into an iCCP chunk and the EXIF block into an eXIf chunk, both before the pixels."""
     import struct
     import zlib
 
@@ -442,9 +518,14 @@ def _write_png16_color(tmp: Path, q: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    with open(tmp, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 6)))
-        f.write(chunk(b"IEND", b""))
+    meta = (chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)) if icc else b"") + (
+        chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif) if exif else b"")
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + meta + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(
+        b"IEND", b"")
+    if isinstance(tmp, Path):
+        tmp.write_bytes(data)
+    else:
+        tmp.write(data)
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -69,17 +69,26 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
 
         return stream_denoise_tiff(src, dst, opts, overwrite)
     img = read_image(src, opts.max_pixels)
-    if opts.gray and img.is_color:
-        img.pixels = img.pixels @ LUMA  # [(N,) H, W]
     if img.stack_shape and dst.suffix.lower() not in (".tif", ".tiff"):  # found out before the work
         raise OutputError(f"{dst}: a stack of {img.pixels.shape[0]} frames can only be written as TIFF (.tif)")
+    info = denoise_image(img, opts, src.name, show_progress, cancel)
+    write_image(dst, img, overwrite=overwrite)
+    return info
+
+
+def denoise_image(img: ImageData, opts: DenoiseOptions = DenoiseOptions(), name: str = "image",
+                  show_progress: bool = False, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Denoise a decoded image (every frame of a stack) in place; returns the report. Float data
+    beyond [0, 1] is mapped onto it and back; ``opts.gray`` turns colour into luminance first."""
+    if opts.gray and img.is_color:
+        img.pixels = img.pixels @ LUMA  # [(N,) H, W]
     span = _float_span(img)
     if span:  # float data beyond [0, 1] (counts, calibrated units): the networks expect [0, 1]
         img.pixels -= span[0]
         img.pixels /= span[1] - span[0]
     frames = img.pixels if img.stack_shape else img.pixels[None]  # [N, H, W(, 3)], views
     t0 = time.perf_counter()
-    infos = _denoise_frames(frames, opts, src.name, show_progress, cancel)
+    infos = _denoise_frames(frames, opts, name, show_progress, cancel)
     if span:
         img.pixels *= span[1] - span[0]
         img.pixels += span[0]
@@ -87,7 +96,6 @@ def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), 
     info = _stack_info(infos)
     info["seconds"] = time.perf_counter() - t0  # the denoising alone: no reading, writing or imports
     info["megapixels"] = frames.shape[0] * frames.shape[1] * frames.shape[2] / 1e6
-    write_image(dst, img, overwrite=overwrite)
     if img.camera and opts.noise in ("auto", "gaussian") and info["model"] != "camera":
         info["notes"].append(f"taken with a camera ({img.camera}): if grain remains, try --model camera "
                              "or --noise-scale 1.5")

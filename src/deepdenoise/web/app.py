@@ -8,7 +8,6 @@ exhausting memory. Uploads are bounded in bytes and pixels; every error is a JSO
 import asyncio
 import logging
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deepdenoise.errors import Cancelled, DeepDenoiseError, ModelError
+from deepdenoise.errors import Cancelled, DeepDenoiseError, InputError, ModelError
 from deepdenoise.inference.backends import DEFAULT_BACKEND
 from deepdenoise.web.guard import GuardLimits, RequestGuard
 
@@ -51,47 +50,36 @@ def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | 
                   density: float | None = None) -> tuple[bytes, str, dict[str, Any]]:
     """Denoise an uploaded file's bytes; returns (encoded image, media type, info). Blocking.
 
-    The header is checked against the pixel limit before anything is decoded, and the image is
-    decoded once. Errors name the upload, never the server's temporary path."""
+    The header is checked against the pixel limit before anything is decoded, the image is
+    decoded once in memory and the answer encoded in memory: no temporary files. Errors name the
+    upload."""
     from deepdenoise import io as dio
+    from deepdenoise.pipeline.files import DenoiseOptions, denoise_image
 
-    suffix = Path(filename or "upload").suffix.lower()
-    if suffix not in dio.READ_SUFFIXES:
-        suffix = ".img"
     shown = Path(filename).name[:100] if filename else "upload"
     if cancel is not None and cancel.is_set():  # the client left while this waited in the queue
         raise Cancelled("cancelled: the client went away")
-    with tempfile.TemporaryDirectory(prefix="deepdenoise-") as tmp:
-        src = Path(tmp) / f"in{suffix}"
-        src.write_bytes(data)
-        try:
-            return _denoise_upload(src, Path(tmp), sigma, model, cfg, noise, peak, strength, noise_scale, cancel,
-                                   density)
-        except DeepDenoiseError as exc:
-            log.info("upload %s refused: %s", shown, exc)
-            raise type(exc)(str(exc).replace(str(src), shown).replace(tmp, "")) from None
-
-
-def _denoise_upload(src: Path, tmp: Path, sigma: float | None, model: str | None, cfg: ServeConfig, noise: str,
-                    peak: float | None, strength: float, noise_scale: float,
-                    cancel: threading.Event | None, density: float | None = None) -> tuple[bytes, str, dict[str, Any]]:
-    from deepdenoise import io as dio
-    from deepdenoise.pipeline.files import DenoiseOptions, denoise_file
-
-    header = dio.read_header(src)
-    dio.check_pixel_limit(header, cfg.max_pixels, str(src))
-    fmt = header.format.upper() if header.format.upper() in MEDIA else "PNG"
-    if fmt == "JPEG" and header.channels in (2, 4):
-        fmt = "PNG"
-    media, ext = MEDIA[fmt]
-    dst = tmp / f"out{ext}"
-    t0 = time.perf_counter()
-    opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
-                          strength=strength, noise_scale=noise_scale, max_pixels=cfg.max_pixels, density=density)
-    info = denoise_file(src, dst, opts, cancel=cancel)
+    try:
+        header = dio.decode_header(data, shown)
+        dio.check_pixel_limit(header, cfg.max_pixels, shown)
+        fmt = header.format.upper() if header.format.upper() in MEDIA else "PNG"
+        if fmt == "JPEG" and header.channels in (2, 4):
+            fmt = "PNG"
+        media, ext = MEDIA[fmt]
+        t0 = time.perf_counter()
+        img = dio.decode_image(data, shown, cfg.max_pixels)
+        if img.stack_shape and ext != ".tif":
+            raise InputError(f"{shown}: a stack of frames comes back only as TIFF")
+        opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
+                              strength=strength, noise_scale=noise_scale, max_pixels=cfg.max_pixels, density=density)
+        info = denoise_image(img, opts, shown, cancel=cancel)
+        body = dio.encode_image(img, ext)
+    except DeepDenoiseError as exc:
+        log.info("upload %s refused: %s", shown, exc)
+        raise
     info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
     info.update(width=header.width, height=header.height)
-    return dst.read_bytes(), media, info
+    return body, media, info
 
 
 def create_app(cfg: ServeConfig | None = None):  # type: ignore[no-untyped-def]
