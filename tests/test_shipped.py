@@ -146,3 +146,24 @@ if __name__ == "__main__":  # rewrite golden.json from the weights now shipped
 
     GOLDEN.write_text(json.dumps(golden_values(camera_image(), astronaut_image()), indent=2) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def test_manifest_matches_every_shipped_file_and_a_changed_file_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from deepdenoise.errors import ModelError
+    from deepdenoise.weights.shipped import MANIFEST, WEIGHTS_DIR, read_manifest, shipped_models, verify_shipped
+
+    manifest = read_manifest()["models"]
+    assert sorted(manifest) == sorted(shipped_models())
+    for name, path in shipped_models().items():
+        verify_shipped(name, path)
+        assert manifest[name]["command"] and manifest[name]["steps"]  # provenance recorded
+    for f in ("fast.safetensors", "fast.json", MANIFEST):
+        shutil.copy(WEIGHTS_DIR / f, tmp_path / f)
+    verify_shipped("fast", tmp_path / "fast.safetensors")
+    data = bytearray((tmp_path / "fast.safetensors").read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    (tmp_path / "fast.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum"):
+        verify_shipped("fast", tmp_path / "fast.safetensors")

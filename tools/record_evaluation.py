@@ -43,6 +43,9 @@ def main() -> None:
     p.add_argument("results", help="JSON written by 'deepdenoise evaluate --json'")
     a = p.parse_args()
     record_evaluation(a.name, json.loads(Path(a.results).read_text())["results"])
+    from manifest import write_manifest
+
+    write_manifest()  # the metadata's checksum changed
 
 
 if __name__ == "__main__":

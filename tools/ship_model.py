@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from manifest import write_manifest
 from torch import nn
 
 from deepdenoise.weights.format import load_weights, read_meta, save_weights
@@ -84,7 +85,8 @@ def main() -> None:
                     total_steps=sum(int(str(s["steps"])) for s in stages),
                     total_train_seconds=sum(int(str(s["train_seconds"])) for s in stages))
     out = save_weights(model, WEIGHTS_DIR / a.name, {"training": training}, half=True)
-    print(f"wrote {out} and its .json ({len(stages)} stages, {training['total_steps']} steps)")
+    write_manifest()
+    print(f"wrote {out} and its .json ({len(stages)} stages, {training['total_steps']} steps); MANIFEST.json updated")
 
 
 if __name__ == "__main__":

@@ -231,7 +231,7 @@ def _figures_parser(sub: Any) -> None:
     s = sub.add_parser("figures", help="write the DnCNN experiment's three figures (PNG)")
     s.add_argument("--out", default="figs")
     s.add_argument("--model", default="dncnn_s_sigma25")
-    s.add_argument("--dataset", default="../shared/data/BSD68")
+    s.add_argument("--dataset", required=True, help="folder of clean test images (BSD68 for the paper's figures)")
     s.add_argument("--patches", default="data/patches/test.npy")
     s.add_argument("--sigma", type=_sigma, default=25.0)
     s.add_argument("--limit", type=int, default=10, help="images for the PSNR-vs-sigma curve")
@@ -263,7 +263,7 @@ def _calibrate_parser(sub: Any) -> None:
 
 def _benchmark_parser(sub: Any) -> None:
     s = sub.add_parser("benchmark", help="PSNR, SSIM, speed and memory of every method on the same images")
-    s.add_argument("--dataset", default="../shared/data/BSD68")
+    s.add_argument("--dataset", help="folder of clean test images (synthetic noise added), e.g. BSD68")
     s.add_argument("--sigma", type=_sigma, nargs="+", default=[25.0])
     s.add_argument("--methods", help="comma list: reference,bm3d,opencv_nlm,skimage_nlm,skimage_wavelet,"
                                      "and shipped model names (default: all)")

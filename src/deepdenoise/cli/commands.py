@@ -293,6 +293,8 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
             raise DeepDenoiseError(f"{out}: its folder does not exist")
     if a.pairs:
         return _benchmark_pairs(a)
+    if not a.dataset:
+        raise DeepDenoiseError("benchmark needs --dataset (clean images, noise added) or --pairs (noisy/clean pairs)")
     if a.noise != "gaussian":
         return _benchmark_impulse(a)
     methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]

@@ -1,8 +1,14 @@
 """The models that ship in the package (this folder's ``NAME.safetensors`` + ``NAME.json``), found
-by registry name, and where the official DnCNN reference weights are looked for."""
+by registry name, and where the official DnCNN reference weights are looked for.
+
+``MANIFEST.json`` lists every shipped file's sha256 with its provenance (the training command, data,
+steps and measured PSNR); a shipped model whose files do not match it is refused, so a damaged or
+swapped weight file never runs under a trusted name."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,7 @@ from deepdenoise.weights.format import load_weights, read_meta
 from deepdenoise.weights.matconvnet import load_matconvnet
 
 WEIGHTS_DIR = Path(__file__).parent
+MANIFEST = "MANIFEST.json"
 
 
 def shipped_models() -> dict[str, Path]:
@@ -59,6 +66,7 @@ def load_model(name_or_path: str | Path) -> tuple[Denoiser, dict[str, Any]]:
     s = str(name_or_path)
     shipped = shipped_models()
     if s in shipped:
+        verify_shipped(s, shipped[s])
         return load_weights(shipped[s])
     p = Path(s)
     if p.suffix == ".mat":
@@ -83,3 +91,42 @@ def reference_dir(explicit: str | Path | None = None) -> Path:
     """Where to look for the official DnCNN weights: ``explicit``, else the download location
     (``$DEEPDENOISE_REFERENCE`` or the user's cache)."""
     return Path(explicit) if explicit else reference_cache()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, Any]:
+    path = (folder or WEIGHTS_DIR) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable manifest of the shipped models ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise ModelError(f"{path}: the manifest lists no models")
+    return manifest
+
+
+def verify_shipped(name: str, weights: Path) -> None:
+    """Refuse a shipped model whose weight or metadata file differs from its manifest entry."""
+    entry = read_manifest(weights.parent)["models"].get(name)
+    if not isinstance(entry, dict):
+        raise ModelError(f"shipped model '{name}' is not in {MANIFEST}")
+    for path, key in ((weights, "sha256"), (weights.with_suffix(".json"), "json_sha256")):
+        if file_sha256(path) != entry.get(key):
+            raise ModelError(f"{path.name}: does not match its {MANIFEST} checksum (a damaged or replaced file); "
+                             "reinstall the package")
+
+
+def manifest_entry(weights: Path) -> dict[str, Any]:
+    """A shipped file's checksums and provenance, as the manifest records them."""
+    meta = read_meta(weights)
+    tr = meta.get("training", {})
+    return {"sha256": file_sha256(weights), "json_sha256": file_sha256(weights.with_suffix(".json")),
+            "architecture": meta["architecture"], "command": tr.get("command"), "data": tr.get("data"),
+            "steps": tr.get("total_steps", tr.get("steps")), "evaluation": meta.get("evaluation", {})}
