@@ -32,12 +32,43 @@ def cpu_has_vnni() -> bool:
     return any(f in _cpu_flags() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else the CPU; a named device that is missing is an error."""
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def pick_device(name: str | None = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, then Apple's MPS, else the CPU; a named device that is not
+    there is a one-line error (exit 2), never a silent fallback."""
     import torch
 
+    name = (name or "auto").strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeepDenoiseError("CUDA was requested but no GPU is available")
-    return torch.device(name)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeepDenoiseError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeepDenoiseError(f"device '{name}' requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeepDenoiseError(f"device '{name}' requested but this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeepDenoiseError(f"device '{name}' requested but MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeepDenoiseError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def gpu_tile(device: torch.device, channels: int, floor: int = 512) -> int:
+    """A tile side for ``device`` from its free memory: about 1/8 of it for one tile's activations
+    (the fast U-Nets need ~2 KB per pixel in fp16), at least ``floor``, at most 4096."""
+    import torch
+
+    if device.type != "cuda":
+        return floor
+    free, _ = torch.cuda.mem_get_info(device)
+    side = int((free / 8 / (2048 * max(1, channels // 3 + 1))) ** 0.5)
+    return max(floor, min(4096, side // 64 * 64))

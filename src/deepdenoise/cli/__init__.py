@@ -163,6 +163,8 @@ def _evaluate_parser(sub: Any) -> None:
     s.add_argument("--estimator", action="store_true", help="measure the noise-level estimator instead")
     s.add_argument("--backend", default="eager", choices=list(BACKENDS),
                    help="inference path (default eager fp32, the protocol's); others show their parity")
+    s.add_argument("--device", default="auto", help="where the network runs: auto (CUDA, then MPS, then the CPU), "
+                   "cpu, cuda, cuda:N or mps")
     s.add_argument("--pairs", help="folder of real noisy/clean pairs: score the model on them, as a user runs it")
     s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
     s.add_argument("--noise-scale", dest="noise_scale", type=_scale, default=1.0,
@@ -205,6 +207,8 @@ def _denoise_parser(sub: Any) -> None:
     s.add_argument("--jobs", type=int, default=1, help="images processed in parallel (folders)")
     s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
                    help="inference backend (all within 0.02 dB of eager fp32)")
+    s.add_argument("--device", default="auto", help="where the network runs: auto (CUDA, then MPS, then the CPU), "
+                   "cpu, cuda, cuda:N or mps")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--max-pixels", dest="max_pixels", type=_bounded_int("max-pixels", 0, 10**12), default=MAX_PIXELS,
                    help=f"refuse images beyond this many pixels, all frames of a stack together, checked on the "
@@ -269,6 +273,8 @@ def _benchmark_parser(sub: Any) -> None:
                                      "and shipped model names (default: all)")
     s.add_argument("--backend", default="eager,folded,bf16,onnxruntime,int8",
                    help="comma list of backends for our models (int8: models with an int8 calibration)")
+    s.add_argument("--device", default="auto", help="where the network runs: auto (CUDA, then MPS, then the CPU), "
+                   "cpu, cuda, cuda:N or mps")
     s.add_argument("--reference", help="folder with the official sigma=N.mat (default: where 'deepdenoise "
                    "download dncnn-reference' put them; else an untrained DnCNN-S times the speed)")
     s.add_argument("--limit", type=int)
@@ -304,6 +310,8 @@ def _serve_parser(sub: Any) -> None:
     s.add_argument("--queue", type=_bounded_int("queue", 0, 100_000), default=64,
                    help="requests that may wait; more get 503")
     s.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS))
+    s.add_argument("--device", default="auto", help="where the network runs: auto (CUDA, then MPS, then the CPU), "
+                   "cpu, cuda, cuda:N or mps")
     s.add_argument("--cors-origin", dest="cors_origin", action="append", default=[],
                    help="allow browser calls from this origin (e.g. https://example.org; '*': any); repeatable. "
                    "Default: same origin only, other origins get 403")

@@ -143,24 +143,26 @@ def _evaluate_model(a: argparse.Namespace, sigmas: list[float]) -> int:
         format_table,
         write_json,
     )
+    from deepdenoise.hardware import pick_device
     from deepdenoise.inference.api import resolve_model_name
     from deepdenoise.inference.backends import resolve_backend
     from deepdenoise.weights.shipped import load_model
 
     name = a.model or resolve_model_name(None, color=False)
     model, meta = load_model(name)
-    a.backend = resolve_backend(model, a.backend)  # auto -> the path it takes here
+    a.device = check_device(a.backend, a.device)
+    a.backend = resolve_backend(model, a.backend, pick_device(a.device).type)  # auto -> the path it takes here
     results = []
     for ds in a.dataset or []:
         if a.noise == "camera":
             results += evaluate_camera(model, ds, a.camera, a.pd_stride, seed=a.seed, limit=a.limit,
-                                       backend=a.backend)
+                                       backend=a.backend, device=a.device)
         elif a.noise == "poisson":
             results += evaluate_poisson(model, ds, a.peak, sigmas, seed=a.seed, limit=a.limit, estimate=a.blind,
-                                        backend=a.backend, vst=not a.no_vst)
+                                        backend=a.backend, vst=not a.no_vst, device=a.device)
         else:
             results += evaluate_dataset(model, ds, sigmas, seed=a.seed, limit=a.limit, blind_sigma=a.blind,
-                                        backend=a.backend)
+                                        backend=a.backend, device=a.device)
     if a.patches:
         results += evaluate_patches(model, a.patches, sigmas, limit=a.limit)
     if not results:
@@ -208,8 +210,9 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--pd-stride applies to --noise camera")
     if a.density is not None and a.noise != "impulse":
         raise DeepDenoiseError("--density applies to --noise impulse")
+    check_device(a.backend, a.device)
     opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,
-                          a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density)
+                          a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density, a.device)
     return _denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs, hidden=a.hidden)
 
 
@@ -279,7 +282,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
                                       max_pixels=a.max_pixels, workers=a.workers, queue=a.queue,
                                       backend=a.backend, cors_origins=tuple(a.cors_origin),
                                       body_timeout=a.body_timeout, header_timeout=a.header_timeout,
-                                      limit_concurrency=a.limit_concurrency))
+                                      limit_concurrency=a.limit_concurrency, device=check_device(a.backend, a.device)))
     return 0
 
 
@@ -302,10 +305,11 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise DeepDenoiseError(f"unknown backend(s) {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
-    info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores")
+    device = check_device("auto", a.device)
+    info = machine_info(device)
+    print(f"{info['cpu']}, {info['cores']} cores" + (f", {info['gpu']}" if "gpu" in info else ""))
     ref = reference_dir(a.reference)
-    results = run_benchmark(a.dataset, a.sigma, methods, backends, a.limit, a.repeats, a.seed, ref)
+    results = run_benchmark(a.dataset, a.sigma, methods, backends, a.limit, a.repeats, a.seed, ref, device=device)
     table = format_markdown(results, info)
     print(table)
     if a.json:
@@ -465,3 +469,14 @@ def _denoise_path(src: str, dst: str, opts: DenoiseOptions, overwrite: bool = Fa
     info = denoise_file(s, d, opts, overwrite, show_progress=True)
     print(describe(s, d, info), file=sys.stderr)
     return 0
+
+
+def check_device(backend: str, device: str) -> str:
+    """The device by its name ('auto' resolved), checked to exist and to run ``backend``, before any
+    work: a missing GPU or a CPU-only backend on a GPU is a one-line error (exit 2)."""
+    from deepdenoise.hardware import pick_device
+    from deepdenoise.inference.backends import check_backend
+
+    dev = pick_device(device)
+    check_backend(backend, dev.type)
+    return str(dev)

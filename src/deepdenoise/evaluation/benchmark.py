@@ -94,8 +94,10 @@ def reference_weights(reference_dir: Path | None, sigma: float) -> Path | None:
 
 
 def model_denoiser(model_name: str | None, backend: str, sigma: float, reference_dir: Path | None,
-                   ) -> tuple[Denoiser, str] | None:
-    """The model on ``backend`` as a denoiser; None for int8 on a model without an int8 calibration."""
+                   device: str = "cpu") -> tuple[Denoiser, str] | None:
+    """The model on ``backend`` and ``device`` as a denoiser; None for int8 on a model without an
+    int8 calibration, or for a backend the device cannot run."""
+    from deepdenoise.hardware import pick_device
     from deepdenoise.inference.backends import make_forward
     from deepdenoise.inference.tiling import apply_model, denoise_tensor, tensor_view
     from deepdenoise.models import create_model
@@ -108,9 +110,12 @@ def model_denoiser(model_name: str | None, backend: str, sigma: float, reference
         model = load_model(model_name)[0]
     if backend == "int8" and not model.int8_calibration:
         return None
-    if backend == "eager":
+    dev = pick_device(device)
+    if (dev.type == "cpu") == (backend == "fp16") or (dev.type != "cpu" and backend in ("onnxruntime", "int8")):
+        return None  # fp16 is for GPUs, onnxruntime and int8 for the CPU
+    if backend == "eager" and dev.type == "cpu":
         return (lambda y, s: apply_model(model, y, s, tile=None)), "eager"
-    fwd, used = make_forward(model, backend, sigma)
+    fwd, used = make_forward(model, backend, sigma, dev)
 
     def run(y: np.ndarray, s: float) -> np.ndarray:
         src = np.ascontiguousarray(y, dtype=np.float32)
@@ -130,7 +135,7 @@ def time_pass(fn: Denoiser, noisy: list[np.ndarray], sigma: float) -> float:
 
 
 def _variants(method: str, backends: list[str], sigma: float, color: bool,
-              reference_dir: Path | None) -> list[tuple[Denoiser, str]]:
+              reference_dir: Path | None, device: str = "cpu") -> list[tuple[Denoiser, str]]:
     """(denoiser, backend) pairs a method runs as on this dataset; none for a model of the wrong colour."""
     if method in CLASSIC:
         return [(classic_denoiser(method), "-")]
@@ -139,7 +144,7 @@ def _variants(method: str, backends: list[str], sigma: float, color: bool,
             log.warning(f"no official DnCNN-S weights for sigma {sigma:g} in {reference_dir}: the reference row "
                   "times an untrained DnCNN-S (its PSNR means nothing); get them with 'deepdenoise download "
                   "dncnn-reference' or pass --reference DIR")
-        return [v for v in [model_denoiser(None, "eager", sigma, reference_dir)] if v]
+        return [v for v in [model_denoiser(None, "eager", sigma, reference_dir, device)] if v]
     from deepdenoise.weights.format import read_meta
     from deepdenoise.weights.shipped import shipped_models
 
@@ -147,12 +152,13 @@ def _variants(method: str, backends: list[str], sigma: float, color: bool,
         if method in shipped_models() else (3 if color else 1)
     if channels != (3 if color else 1):
         return []  # a colour model on a gray set (or vice versa) is not what a user would run
-    return [v for b in backends if (v := model_denoiser(method, b, sigma, None))]
+    return [v for b in backends if (v := model_denoiser(method, b, sigma, None, device))]
 
 
 def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], backends: list[str],
                   limit: int | None = None, repeats: int = 3, seed: int = 0,
-                  reference_dir: Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+                  reference_dir: Path | None = None, progress: bool = True, device: str = "cpu",
+                  ) -> list[dict[str, Any]]:
     """PSNR/SSIM and speed of every (method, backend) on the same noisy images.
 
     Each variant first makes one warm-up pass, which gives the scored outputs and the peak memory;
@@ -167,7 +173,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
         rows: list[dict[str, Any]] = []
         fns: list[Denoiser] = []
         for method in methods:
-            for fn, backend in _variants(method, backends, sigma, color, reference_dir):
+            for fn, backend in _variants(method, backends, sigma, color, reference_dir, device):
                 with PeakMemory() as mem:  # the warm-up's buffers are the working memory
                     outs = [fn(y, sigma) for y in noisy]
                 weights = (str(reference_weights(reference_dir, sigma) or "untrained") if method == "reference"
@@ -196,7 +202,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
     return results
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(device: str = "cpu") -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -207,11 +213,19 @@ def machine_info() -> dict[str, Any]:
         pass
     import torch
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    from deepdenoise.hardware import pick_device
+
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
 
 
 def format_markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     machine = f"{info['cpu']}, {info['cores']} cores (torch {info['torch']}, {info['torch_threads']} threads)"
+    if info.get("gpu"):
+        machine += f"; network rows on {info['gpu']}"
     lines = [f"Machine: {machine}", "",
              "| sigma | method | backend | PSNR | SSIM | MP/s | x reference | peak MiB |",
              "|---|---|---|---|---|---|---|---|"]

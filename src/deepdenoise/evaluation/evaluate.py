@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from deepdenoise.errors import InputError
-from deepdenoise.inference.tiling import apply_model
 from deepdenoise.io import list_images, load_gray_or_color
 from deepdenoise.metrics import batch_psnr, psnr, ssim
 from deepdenoise.models import Denoiser
@@ -69,30 +68,32 @@ def evaluate_images(
     return scores
 
 
-def model_denoiser(model: Denoiser, blind_sigma: bool = False,
-                   backend: str = "eager") -> Callable[[np.ndarray, float], np.ndarray]:
+def model_denoiser(model: Denoiser, blind_sigma: bool = False, backend: str = "eager",
+                   device: str = "cpu") -> Callable[[np.ndarray, float], np.ndarray]:
     """Wrap a model as f(noisy, sigma) on an inference ``backend``; ``blind_sigma`` hides the true
     sigma from the model: a noise-map model then gets the estimate from the noisy image, as
     ``denoise`` without --sigma does. Backends other than eager let the same protocol check
     their parity on whole datasets (``evaluate --backend int8``)."""
-    from deepdenoise.inference.backends import make_forward
+    from deepdenoise.inference.predictor import Predictor
     from deepdenoise.noise.level import NoiseLevel, estimate_noise_level
+
+    predictor = Predictor(model, backend, tile=None, device=device)
 
     def run(noisy: np.ndarray, sigma: float) -> np.ndarray:
         told: float | NoiseLevel | None = sigma
         if blind_sigma:  # a noise-map model gets the image's estimated noise-level function
             told = None if not model.noise_input else estimate_noise_level(noisy)
-        forward = None if backend == "eager" else make_forward(model, backend, told)[0]
-        return apply_model(model, noisy, told, tile=None, forward=forward)
+        return predictor(noisy, told)
     return run
 
 
 def evaluate_dataset(
     model: Denoiser, dataset: str | Path, sigmas: list[float], seed: int = 0,
     limit: int | None = None, with_ssim: bool = True, blind_sigma: bool = False, backend: str = "eager",
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     images, names, color = load_dataset(dataset, limit)
-    den = model_denoiser(model, blind_sigma, backend)
+    den = model_denoiser(model, blind_sigma, backend, device)
     results = []
     for sigma in sigmas:
         scores = evaluate_images(den, images, names, sigma, seed, with_ssim)
@@ -115,7 +116,7 @@ def summarize(scores: list[ImageScore]) -> dict[str, Any]:
 def evaluate_poisson(
     model: Denoiser, dataset: str | Path, peaks: list[float], read_sigmas: list[float], seed: int = 0,
     limit: int | None = None, with_ssim: bool = True, estimate: bool = False, backend: str = "eager",
-    vst: bool = True,
+    vst: bool = True, device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Photon-limited protocol: Poisson noise at ``peak`` photons per 1.0 plus Gaussian read noise
     (seed + image index, unclipped), PSNR of the output clipped to [0, 1]. The denoiser is told the
@@ -124,8 +125,8 @@ def evaluate_poisson(
     from deepdenoise.noise.poisson import NoiseModel, add_poisson_noise, denoise_stabilised, estimate_noise_model
 
     images, names, color = load_dataset(dataset, limit)
-    gaussian = model_denoiser(model, False, backend)
-    direct = model_denoiser(model, True, backend)
+    gaussian = model_denoiser(model, False, backend, device)
+    direct = model_denoiser(model, True, backend, device)
     results = []
     for peak in peaks:
         for read in read_sigmas:
@@ -147,7 +148,7 @@ def evaluate_poisson(
 
 def evaluate_camera(
     model: Denoiser, dataset: str | Path, cameras: list[Any], strides: list[int], seed: int = 0,
-    limit: int | None = None, with_ssim: bool = True, backend: str = "eager",
+    limit: int | None = None, with_ssim: bool = True, backend: str = "eager", device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Camera-noise protocol: each clean colour image goes through
     :func:`deepdenoise.noise.camera.simulate_camera` (seed + image index) and is scored against the
@@ -168,7 +169,8 @@ def evaluate_camera(
         for stride in strides:
             scores = []
             for (noisy, ref), name in zip(pairs, names):
-                out = denoise(noisy, model=model, tile=None, backend=backend, noise="camera", pd_stride=stride)
+                out = denoise(noisy, model=model, tile=None, backend=backend, noise="camera", pd_stride=stride,
+                              device=device)
                 scores.append(ImageScore(name, psnr(noisy, ref), psnr(out, ref),
                                          ssim(noisy, ref) if with_ssim else float("nan"),
                                          ssim(out, ref) if with_ssim else float("nan")))

@@ -228,7 +228,8 @@ def pick_model(model: str | Denoiser | None, color: bool) -> tuple[Denoiser, str
 
 def denoise_with_info(image: np.ndarray, sigma: float | None = None, model: str | Denoiser | None = None,
                       tile: int | None = DEFAULT_TILE, progress: Progress | None = None,
-                      backend: str = "auto", overwrite_input: bool = False, **settings: Any) -> DenoiseResult:
+                      backend: str = "auto", overwrite_input: bool = False, device: str | torch.device | None = "auto",
+                      **settings: Any) -> DenoiseResult:
     """Denoise an image array; the result's ``image`` has its type, shape and dtype. Arguments as
     :func:`denoise`."""
     s = Settings(sigma=sigma, **settings)
@@ -236,7 +237,7 @@ def denoise_with_info(image: np.ndarray, sigma: float | None = None, model: str 
     x = to_float(a)
     noise, model, estimate, notes = route(x, model, s)
     net, name, meta = pick_model(model, x.ndim == 3)
-    predictor = Predictor(net, backend, tile)
+    predictor = Predictor(net, backend, tile, device)
     extra: dict[str, Any] = {"noise_scale": float(s.noise_scale)}
     keep = 0.0  # a blind model told a level below its estimate keeps part of the noise: needs the noisy image
     if not net.noise_input and noise == "gaussian" and (sigma is not None or s.noise_scale != 1):
@@ -269,8 +270,10 @@ def denoise(image: np.ndarray | torch.Tensor, sigma: float | None = None, model:
     tile: tiles of this size (at least 4x the model's context margin) bound the memory on large
     images; the result is the same as whole-image inference. None: never tile.
     progress: called as progress(tiles_done, tiles_total) while a large image is processed.
-    backend: 'auto' (int8 where the model ships a calibration and the CPU has VNNI, else 'folded'),
-    'eager' (fp32), 'folded', 'bf16', 'onnxruntime' or 'int8' (see :mod:`deepdenoise.inference.backends`).
+    backend: 'auto' (int8 where the model ships a calibration and the CPU has VNNI, else 'folded'; on
+    a GPU 'fp16'), 'eager' (fp32), 'folded', 'bf16', 'fp16', 'onnxruntime' or 'int8' (see
+    :mod:`deepdenoise.inference.backends`).
+    device: 'auto' (CUDA, then MPS, then the CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
     overwrite_input: a float32 input array may receive the result (saves a full-size buffer on
     very large images; the caller must not need the noisy array afterwards).
     noise: 'auto' (white noise, except a colour photo whose noise is spatially correlated, as a

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepdenoise.hardware import gpu_tile, pick_device
 from deepdenoise.inference.backends import make_forward, resolve_backend
 from deepdenoise.inference.tiling import DEFAULT_TILE, Forward, apply_model, working_tile
 from deepdenoise.models import Denoiser
 from deepdenoise.noise.level import NoiseLevel
 
 PREPARED_KEEP = 4  # prepared forwards kept (a folded copy or an onnxruntime session each)
-_PREPARED: OrderedDict[tuple[str, str], Forward] = OrderedDict()
+_PREPARED: OrderedDict[tuple[str, str, str], Forward] = OrderedDict()
 _LOCK = threading.Lock()
 Progress = Callable[[int, int], None]
 
@@ -42,14 +43,16 @@ def weights_digest(net: Denoiser) -> str:
     return h.hexdigest()
 
 
-def prepared_forward(net: Denoiser, backend: str, digest: str | None = None) -> Forward:
-    """The prepared forward ``f(x, level)`` for (weights, backend), from the bounded LRU cache."""
-    key = (digest or weights_digest(net), backend)
+def prepared_forward(net: Denoiser, backend: str, device: torch.device | None = None,
+                     digest: str | None = None) -> Forward:
+    """The prepared forward ``f(x, level)`` for (weights, backend, device), from the bounded LRU cache."""
+    device = device or torch.device("cpu")
+    key = (digest or weights_digest(net), backend, str(device))
     with _LOCK:
         if key in _PREPARED:
             _PREPARED.move_to_end(key)
             return _PREPARED[key]
-    forward = make_forward(net, backend)[0]  # outside the lock: exporting a graph takes seconds
+    forward = make_forward(net, backend, device=device)[0]  # outside the lock: an export takes seconds
     with _LOCK:
         _PREPARED[key] = forward
         while len(_PREPARED) > PREPARED_KEEP:
@@ -63,25 +66,31 @@ def cached_forwards() -> int:
 
 
 class Predictor:
-    """Run ``model`` on float images of any size with ``backend``, tiled by ``tile``.
+    """Run ``model`` on float images of any size with ``backend`` on ``device``, tiled by ``tile``.
 
-    The constructor does no work; the forward is prepared (or found in the cache) on first use.
+    The constructor prepares nothing; the forward is prepared (or found in the cache) on first use.
     ``backend='auto'`` resolves to int8 where the model ships a calibration and the CPU has VNNI,
-    else to the folded fp32 network."""
+    else to the folded fp32 network; on a GPU to fp16. ``device``: 'auto' (CUDA, then MPS, then the
+    CPU), 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device. On a GPU the default tile follows its
+    free memory; the image itself always stays in host memory."""
 
-    def __init__(self, model: Denoiser, backend: str = "auto", tile: int | None = DEFAULT_TILE) -> None:
+    def __init__(self, model: Denoiser, backend: str = "auto", tile: int | None = DEFAULT_TILE,
+                 device: str | torch.device | None = "cpu") -> None:
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.model = model.eval()
-        self.backend = resolve_backend(model, backend)
+        self.backend = resolve_backend(model, backend, self.device.type)
+        if self.device.type == "cuda" and tile == DEFAULT_TILE:
+            tile = gpu_tile(self.device, model.in_channels)
         self.tile = working_tile(model, tile)
         self._forward: Forward | None = None
 
     @property
     def forward(self) -> Forward | None:
-        """The prepared forward, or None for the eager reference (the model itself, uncached)."""
-        if self.backend == "eager":
+        """The prepared forward, or None for the CPU's eager reference (the model itself, uncached)."""
+        if self.backend == "eager" and self.device.type == "cpu":
             return None
         if self._forward is None:
-            self._forward = prepared_forward(self.model, self.backend)
+            self._forward = prepared_forward(self.model, self.backend, self.device)
         return self._forward
 
     def __call__(self, image: np.ndarray, level: float | NoiseLevel | None = None,

@@ -38,7 +38,7 @@ class DenoiseOptions:
     tile: int | None = 512
     gray: bool = False  # colour images processed as luminance
     backend: str = DEFAULT_BACKEND
-    noise: str = "auto"  # or 'gaussian', 'poisson' (photon-limited images), 'real' (camera photos: PD)
+    noise: str = "auto"  # or 'gaussian', 'poisson' (photon-limited images), 'camera' (camera photos), 'impulse'
     peak: float | None = None  # photons at full scale (noise='poisson'); None: estimate
     pd_stride: int = 2  # noise='camera': pixel-shuffle stride
     strength: float = 1.0  # fraction of the luminance noise removed (colour noise: all of it)
@@ -48,6 +48,7 @@ class DenoiseOptions:
     gain: float | None = None  # FITS: electrons per data unit (default: the header's GAIN)
     read_noise: float | None = None  # FITS: electrons (default: the header's RDNOISE)
     density: float | None = None  # noise='impulse': fraction of corrupted samples; None: estimated
+    device: str = "auto"  # where the network runs: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
 
 
 def denoise_file(src: Path, dst: Path, opts: DenoiseOptions = DenoiseOptions(), overwrite: bool = False,
@@ -129,7 +130,7 @@ def _denoise_frames(frames: np.ndarray, opts: DenoiseOptions, name: str, show_pr
         for i in range(frames.shape[0]):
             check_cancel()
             res = denoise_with_info(frames[i], sigma=opts.sigma, model=opts.model, tile=tile, progress=tick,
-                                    backend=opts.backend, overwrite_input=True,  # in place
+                                    backend=opts.backend, overwrite_input=True, device=opts.device,  # in place
                                     noise=opts.noise, peak=opts.peak, pd_stride=opts.pd_stride,
                                     strength=opts.strength, noise_scale=opts.noise_scale, density=opts.density)
             frames[i] = res.image

@@ -39,6 +39,7 @@ class ServeConfig:
     header_timeout: float = 10.0  # seconds for a request line and headers
     max_header_bytes: int = 16 * 1024
     limit_concurrency: int = 256  # open connections; beyond, the longest-stalled one is dropped
+    device: str = "cpu"  # where the network runs (cpu, cuda, cuda:N, mps)
 
 
 FORM_ROOM = 64 * 1024  # the multipart form's other fields and boundaries, beyond the image's bytes
@@ -71,7 +72,8 @@ def denoise_bytes(data: bytes, filename: str, sigma: float | None, model: str | 
         if img.stack_shape and ext != ".tif":
             raise InputError(f"{shown}: a stack of frames comes back only as TIFF")
         opts = DenoiseOptions(sigma, model, cfg.tile, backend=cfg.backend, noise=noise, peak=peak,
-                              strength=strength, noise_scale=noise_scale, max_pixels=cfg.max_pixels, density=density)
+                              strength=strength, noise_scale=noise_scale, max_pixels=cfg.max_pixels, density=density,
+                              device=cfg.device)
         info = denoise_image(img, opts, shown, cancel=cancel)
         body = dio.encode_image(img, ext)
     except DeepDenoiseError as exc:
