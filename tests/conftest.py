@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# the shared data beside the checkout; DEEPDENOISE_TEST_SHARED points elsewhere (a GPU machine's carried copy)
+SHARED = Path(os.environ.get("DEEPDENOISE_TEST_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 DATA = SHARED / "data"
 REFERENCE = SHARED / "reference-weights"
 
