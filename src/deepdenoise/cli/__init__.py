@@ -214,6 +214,10 @@ def _denoise_parser(sub: Any) -> None:
                    help=f"refuse images beyond this many pixels, all frames of a stack together, checked on the "
                    f"header before decoding (default {MAX_PIXELS:,}; 0: no limit - memory then grows with the image)")
     s.add_argument("--hidden", action="store_true", help="folders: also denoise hidden files and folders")
+    s.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="folders: ray runs them on a Ray cluster (pip install 'deepdenoise[ray]'), skipping "
+                   "outputs already there, so a killed job resumes")
+    s.add_argument("--address", help="--engine ray: the cluster to join (default: start a local one)")
     s.add_argument("--hdu", help="FITS: denoise only this HDU (index or EXTNAME); default every image HDU")
     s.add_argument("--gain", type=_bounded_float("gain", 0.0, 1e9, open_lo=True),
                    help="FITS: electrons per data unit (default: GAIN in the header); with it the noise is "

@@ -213,7 +213,23 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     check_device(a.backend, a.device)
     opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,
                           a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density, a.device)
+    if a.engine == "ray" or a.address:
+        return _denoise_ray(a, opts)
     return _denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs, hidden=a.hidden)
+
+
+def _denoise_ray(a: argparse.Namespace, opts: DenoiseOptions) -> int:
+    from deepdenoise.pipeline.ray_engine import denoise_folder_ray
+
+    src = Path(a.input)
+    if not src.is_dir():
+        raise DeepDenoiseError("--engine ray denoises folders; give a folder")
+    workers = a.jobs if a.jobs > 1 else 2  # --jobs: Ray workers (each holds the model)
+    n, failures, skipped = denoise_folder_ray(src, Path(a.output), opts, a.overwrite, workers, a.address, a.hidden)
+    for line in [*skipped, *(f"failed: {f}" for f in failures)]:
+        print(f"deepdenoise: {line}", file=sys.stderr)
+    print(f"denoised {n} files on Ray, {len(failures)} failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_export(a: argparse.Namespace) -> int:
