@@ -34,3 +34,26 @@ def test_psnr_known_values_and_clipping() -> None:
 def test_estimate_sigma(camera: np.ndarray, sigma: float) -> None:
     noisy = add_noise_numpy(camera, sigma, seed=1)
     assert abs(estimate_sigma(noisy) - sigma) < 0.1 * sigma + 1.5
+
+
+def test_haar_sigma_reads_white_noise_and_estimated_maps_replace_the_picked_patches() -> None:
+    import torch
+
+    from deepdenoise.noise import haar_sigma
+    from deepdenoise.training.config import TrainConfig
+    from deepdenoise.training.trainer import _estimated_levels
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.full((6, 3, 64, 64), 0.5)
+    true = torch.tensor([5.0, 10, 20, 30, 40, 50]).reshape(-1, 1, 1, 1)
+    noisy = clean + torch.randn(clean.shape, generator=g) * true / 255
+    est = haar_sigma(noisy)  # [6, 3]
+    assert est.shape == (6, 3)
+    torch.testing.assert_close(est, true.reshape(-1, 1).expand(6, 3), rtol=0.08, atol=0.5)
+    target = clean.clone()
+    target[0] += 0.01  # a patch that keeps part of its noise is never told an estimate
+    cfg = TrainConfig(batch_size=6, map_estimated=1.0)
+    maps = _estimated_levels(clean, target, noisy, true.reshape(-1), cfg, g, lambda t: t)
+    assert maps.shape == (6, 3, 64, 64)
+    assert torch.all(maps[0] == 5.0)
+    torch.testing.assert_close(maps[1:, :, 0, 0], est[1:])

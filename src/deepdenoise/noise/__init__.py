@@ -7,10 +7,11 @@ from deepdenoise.noise.gaussian import (
     add_gaussian_noise,
     add_noise_numpy,
     estimate_sigma,
+    haar_sigma,
     local_std,
     make_generator,
     random_noise_maps,
 )
 
-__all__ = ["add_gaussian_noise", "add_noise_numpy", "estimate_sigma", "local_std", "make_generator",
+__all__ = ["add_gaussian_noise", "add_noise_numpy", "estimate_sigma", "haar_sigma", "local_std", "make_generator",
            "random_noise_maps"]

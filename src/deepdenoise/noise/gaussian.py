@@ -97,3 +97,12 @@ def random_noise_maps(clean: torch.Tensor, g: torch.Generator, lo: float, hi: fl
     maps = torch.where((kind >= 6) & (kind < 8), field.expand(b, c, p, p) * per_channel, maps)
     maps = torch.where(kind >= 8, shaped, maps)
     return maps.clamp(0, 255).to(clean.device)  # [B, C, P, P]
+
+
+def haar_sigma(noisy: torch.Tensor) -> torch.Tensor:
+    """The noise level (0-255) of each patch and channel of noisy [B, C, P, P] from the finest
+    diagonal Haar band's median absolute value: what a photo's estimate reads for white noise,
+    texture bias included. Returns [B, C]."""
+    x = noisy.float()
+    hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2  # [B, C, P/2, P/2]
+    return hh.abs().flatten(2).median(dim=2).values / 0.6745 * 255.0  # [B, C]

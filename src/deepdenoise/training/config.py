@@ -34,6 +34,7 @@ class TrainConfig:
     noise_maps: Literal["constant", "varying"] = "constant"  # one sigma per patch, or varying maps (noise.py)
     map_jitter: float = 0.0  # noise-map models: the map they are given is off by exp(N(0, jitter)) per patch
     map_partial: float = 0.0  # noise-map models: fraction of patches told a lower level, to remove only that much
+    map_estimated: float = 0.0  # noise-map models: fraction of patches told the level estimated from them (blind use)
     epochs: int = 30
     steps_per_epoch: int | None = None  # default: all patches once (patches), 1000 (images)
     lr: float = 1e-3

@@ -32,7 +32,7 @@ from deepdenoise.fsutil import atomic_write_text
 from deepdenoise.hardware import cpu_has_bf16, pick_device
 from deepdenoise.metrics import batch_psnr
 from deepdenoise.models import Denoiser, create_model
-from deepdenoise.noise import add_gaussian_noise, local_std, random_noise_maps
+from deepdenoise.noise import add_gaussian_noise, haar_sigma, local_std, random_noise_maps
 from deepdenoise.training.checkpoint import (
     RunLock,
     clean_stale_temporaries,
@@ -173,12 +173,31 @@ def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, d
         clean, noisy = ref, noisy.contiguous(memory_format=torch.channels_last)
         sigma: torch.Tensor | float = sig
     else:
-        clean, noisy, sigma = _gaussian_batch(clean, cfg, g, shard, device, varying=cfg.noise_maps == "varying")
+        target, noisy, sigma = _gaussian_batch(clean, cfg, g, shard, device, varying=cfg.noise_maps == "varying")
+        if cfg.map_estimated > 0:
+            sigma = _estimated_levels(clean, target, noisy, sigma, cfg, g, shard)
+        clean = target
     if cfg.map_jitter > 0:  # the level a photo's estimate gives is off by some percent: learn to cope
         off = shard(torch.exp(cfg.map_jitter * torch.randn(cfg.batch_size, generator=g))).to(device)  # [b]
         s = torch.as_tensor(sigma, dtype=torch.float32, device=device)
         sigma = s * (off if s.ndim == 1 else off.reshape(-1, 1, 1, 1)) if s.ndim else s * off
     return clean, noisy, sigma
+
+
+def _estimated_levels(clean: torch.Tensor, target: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor | float,
+                      cfg: TrainConfig, g: torch.Generator, shard: Callable[[torch.Tensor], torch.Tensor],
+                      ) -> torch.Tensor:
+    """A ``map_estimated`` fraction of the patches that aim at the clean image are told the level
+    estimated from their noisy pixels (per channel) instead of the true one: what blind use gives
+    a noise-map model, estimate errors included, so that it learns to do there what a blind model
+    does. Returns the maps [b, C, P, P]."""
+    b, c, p, _ = noisy.shape
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=noisy.device)
+    maps = s.reshape(-1, 1, 1, 1).expand(b, c, p, p) if s.ndim < 4 else s.expand(b, c, p, p)  # [b, C, P, P]
+    pick = shard(torch.rand(cfg.batch_size, generator=g) < cfg.map_estimated).to(noisy.device)  # [b]
+    whole = (target - clean).flatten(1).abs().amax(dim=1) == 0  # [b]: no part of the noise kept
+    est = haar_sigma(noisy).reshape(b, c, 1, 1).expand(b, c, p, p)  # [b, C, P, P]
+    return torch.where((pick & whole).reshape(-1, 1, 1, 1), est, maps).contiguous()
 
 
 def _gaussian_batch(clean: torch.Tensor, cfg: TrainConfig, g: torch.Generator,
