@@ -201,3 +201,11 @@ def test_precise_bn_on_finished_run(tmp_path: Path) -> None:
     train(cfg, resume=True, progress=False)  # already calibrated: nothing more to do
     with open(tmp_path / "r" / "log.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_config_is_checked_when_made() -> None:
+    from deepdenoise.errors import DeepDenoiseError
+
+    for bad in ({"loss": "L1"}, {"lr_schedule": "cosin"}, {"lr": "fast"}, {"map_estimated": "x"}):
+        with pytest.raises(DeepDenoiseError):
+            TrainConfig(**bad)

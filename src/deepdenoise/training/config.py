@@ -63,6 +63,9 @@ class TrainConfig:
         cfg.validate()
         return cfg
 
+    def __post_init__(self) -> None:
+        self.validate()  # a config is checked when it is made: TrainConfig(loss="L1") fails at once
+
     def validate(self) -> None:
         """Every field's value against its annotation (choices of a ``Literal``, numbers, strings),
         then the ranges and combinations; a typo is an error, never a silent default."""
