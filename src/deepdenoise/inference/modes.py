@@ -148,12 +148,34 @@ class ImpulseMode:
     def run(self, job: Job, x: np.ndarray) -> ModeResult:
         from deepdenoise.noise.impulse import restore_impulses
 
+        if job.predictor.model.takes_mask:
+            return self._learned(job, x)
+
         def gaussian(img: np.ndarray, s: float) -> np.ndarray:  # only ever arrays restore_impulses made
             return job.predictor(img, s * job.noise_scale, job.progress, inplace=True)
 
         res = restore_impulses(x, gaussian, self.density, sigma=job.sigma)
         return ModeResult(res.image, float(res.sigma), {"impulse_density": res.density,
-                                                        "density_estimated": self.density is None})
+                                                        "density_estimated": self.density is None,
+                                                        "restoration": "plug-and-play"})
+
+    def _learned(self, job: Job, x: np.ndarray) -> ModeResult:
+        """A network trained for impulses: the detected samples filled, the mask beside the image,
+        one pass (Gaussian noise mixed in is removed in the same pass)."""
+        import torch
+
+        from deepdenoise.noise.impulse import detect_impulses, fill_torch
+
+        found = detect_impulses(x, self.density)
+        planes = x[:, :, None] if x.ndim == 2 else x  # [H, W, C]
+        img = torch.from_numpy(np.ascontiguousarray(planes)).permute(2, 0, 1)[None]  # [1, C, H, W]
+        mask = torch.from_numpy(np.ascontiguousarray(found.reshape(planes.shape))).permute(2, 0, 1)[None].float()
+        filled = fill_torch(img, mask)
+        inp = torch.cat([filled, mask], dim=1)[0].permute(1, 2, 0).contiguous().numpy()  # [H, W, 2C]
+        den = job.predictor(inp, None, job.progress)
+        return ModeResult(np.clip(den, 0.0, 1.0), 0.0, {"impulse_density": float(found.mean()),
+                                                        "density_estimated": self.density is None,
+                                                        "restoration": "mask model"})
 
 
 Mode = GaussianMode | CameraMode | PoissonMode | ImpulseMode

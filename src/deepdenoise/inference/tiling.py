@@ -68,7 +68,7 @@ def denoise_tensor(
 
     _, c, h, w = x.shape
     if out is None:
-        out = torch.empty(x.shape, dtype=torch.float32)
+        out = torch.empty(x.shape[0], model.in_channels, h, w, dtype=torch.float32)  # [1, C, H, W]
     if tile is None or (h <= tile and w <= tile):
         out.copy_(fwd(x))
         return out
@@ -98,14 +98,17 @@ def denoise_band(fwd: Callable[[torch.Tensor], torch.Tensor], band: torch.Tensor
     multiples of ``tile`` across, each with ``margin`` columns of context: the whole-image result,
     whatever the band's neighbours (a streamed image gets exactly what a loaded one gets).
     ``tick()`` is called after each tile."""
-    _, c, _, w = band.shape
-    res_band = torch.empty(1, c, bottom - top, w)  # [1, C, rows, W]
+    w = band.shape[3]
+    res_band: torch.Tensor | None = None  # [1, C, rows, W]: C from the network (a mask is input only)
     for x0 in range(0, w, tile):
         x1, xa, xb = min(x0 + tile, w), max(0, x0 - margin), min(w, x0 + tile + margin)
         res = fwd(band[:, :, :, xa:xb])  # [1, C, <= tile + 2m, <= tile + 2m]
+        if res_band is None:
+            res_band = torch.empty(1, res.shape[1], bottom - top, w)
         res_band[:, :, :, x0:x1] = res[:, :, top:bottom, x0 - xa:x1 - xa]
         if tick:
             tick()  # after every tile: progress bars move, and a cancelled job stops here
+    assert res_band is not None
     return res_band
 
 
@@ -130,6 +133,8 @@ def apply_model(model: Denoiser, image: np.ndarray, sigma: float | NoiseLevel | 
         from deepdenoise.noise.level import estimate_noise_level
 
         sigma = estimate_noise_level(image)
+    if model.takes_mask:
+        return _apply_masked(model, image, sigma, tile, progress, forward, margin)
     channels = model.in_channels
     color = image.ndim == 3
     if color and channels == 1:
@@ -145,4 +150,20 @@ def apply_model(model: Denoiser, image: np.ndarray, sigma: float | NoiseLevel | 
         src = np.ascontiguousarray(src)
     result = src if inplace and src.flags.writeable else np.empty(src.shape, dtype=np.float32)
     denoise_tensor(model, tensor_view(src), sigma, tile, progress, forward, out=tensor_view(result), margin=margin)
+    return result
+
+
+def _apply_masked(model: Denoiser, image: np.ndarray, sigma: float | NoiseLevel | None, tile: int | None,
+                  progress: Callable[[int, int], None] | None, forward: Forward | None,
+                  margin: int | None) -> np.ndarray:
+    """A mask model's input: the image's channels then the mask's, [H, W, 2C] ([H, W, 2] gray);
+    returns the image [H, W, C] ([H, W] gray)."""
+    if image.ndim != 3 or image.shape[2] != model.input_channels:
+        raise ValueError(f"this model takes {model.input_channels} channels (image and mask), got {image.shape}")
+    src = np.ascontiguousarray(image, dtype=np.float32)
+    shape = src.shape[:2] + ((model.in_channels,) if model.in_channels > 1 else ())
+    result = np.empty(shape, dtype=np.float32)
+    view = torch.from_numpy(result)
+    out = view[None, None] if result.ndim == 2 else view.permute(2, 0, 1)[None]  # [1, C, H, W]
+    denoise_tensor(model, tensor_view(src), sigma, tile, progress, forward, out=out, margin=margin)
     return result

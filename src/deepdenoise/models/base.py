@@ -43,6 +43,16 @@ class Denoiser(nn.Module):
         return 0
 
     @property
+    def takes_mask(self) -> bool:
+        """Whether the input carries a mask of corrupted samples after the image's channels: the
+        network then sees ``input_channels`` = 2 x ``in_channels`` and returns ``in_channels``."""
+        return False
+
+    @property
+    def input_channels(self) -> int:
+        return self.in_channels * (2 if self.takes_mask else 1)
+
+    @property
     def multiple(self) -> int:
         """Height and width ``core`` needs to be multiples of."""
         return 1

@@ -39,7 +39,7 @@ def check_config(arch: str, config: Any) -> None:
                 _check_int(arch, key, v)
         elif key in RANGES:
             _check_int(arch, key, value)
-        elif key in ("batch_norm", "noise_map") and not isinstance(value, bool):
+        elif key in ("batch_norm", "noise_map", "mask_input") and not isinstance(value, bool):
             raise ModelConfigError(f"{arch}: config '{key}' must be true or false (got {value!r:.40})")
     params = estimate_parameters(arch, config)
     if params > MAX_PARAMETERS:
@@ -48,7 +48,7 @@ def check_config(arch: str, config: Any) -> None:
 
 def estimate_parameters(arch: str, c: dict[str, Any]) -> int:
     """An upper estimate of the weights a config builds, from the config alone (no allocation)."""
-    ch = int(c.get("channels", 1)) * int(c.get("unshuffle", 1)) ** 2 + int(c.get("map_channels", 1))
+    ch = int(c.get("channels", 1)) * int(c.get("unshuffle", 1)) ** 2 * 2 + int(c.get("map_channels", 1))
     if arch == "dncnn":
         f, k = int(c.get("features", 64)), int(c.get("kernel_size", 3))
         return k * k * f * (2 * ch + f * max(0, int(c.get("depth", 17)) - 2)) + 3 * f * int(c.get("depth", 17))

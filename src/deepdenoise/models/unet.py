@@ -30,6 +30,7 @@ class UNetConfig:
     noise_map: bool = False
     map_channels: int = 1  # noise-map channels (noise_map models): 1, or one per image channel
     unshuffle: int = 1  # 2: the U-Net runs at half resolution on pixel-unshuffled channels
+    mask_input: bool = False  # the input carries a mask of corrupted samples after the image (impulse noise)
 
     def __post_init__(self) -> None:  # JSON/YAML give lists
         self.features = tuple(self.features)
@@ -68,7 +69,8 @@ class UNetDenoiser(Denoiser):
         f = list(c.features)
         nb = self.level_blocks
         io_ch = c.channels * c.unshuffle**2  # image channels the U-Net sees
-        self.head = nn.Conv2d(io_ch + (c.map_channels if c.noise_map else 0), f[0], 3, padding=1, bias=False)
+        in_ch = io_ch * (2 if c.mask_input else 1) + (c.map_channels if c.noise_map else 0)
+        self.head = nn.Conv2d(in_ch, f[0], 3, padding=1, bias=False)
         self.down = nn.ModuleList()
         self.enc = nn.ModuleList()
         for i in range(len(f) - 1):
@@ -112,7 +114,7 @@ class UNetDenoiser(Denoiser):
         c = self.config
         f = list(c.features)
         io_ch = c.channels * c.unshuffle**2
-        in_ch = io_ch + (c.map_channels if c.noise_map else 0)
+        in_ch = io_ch * (2 if c.mask_input else 1) + (c.map_channels if c.noise_map else 0)
         total = 2 * 9 * in_ch * f[0] + 2 * 9 * f[0] * io_ch
         area = 1.0
         for i, feat in enumerate(f):
@@ -130,6 +132,10 @@ class UNetDenoiser(Denoiser):
     @property
     def map_channels(self) -> int:
         return int(self.config.map_channels) if self.config.noise_map else 0
+
+    @property
+    def takes_mask(self) -> bool:
+        return bool(self.config.mask_input)
 
     def noise_map_input(self, sigma: SigmaInput, inp: torch.Tensor) -> torch.Tensor:
         """The map channels for the trunk's input ``inp`` [B, *, h, w] (0-1 scale): [B, M, h, w].
@@ -150,7 +156,7 @@ class UNetDenoiser(Denoiser):
     def core(self, xp: torch.Tensor, sigma: SigmaInput = None) -> torch.Tensor:
         """The network on an input whose height and width are multiples of ``self.multiple``."""
         u = self.config.unshuffle
-        inp = F.pixel_unshuffle(xp, u) if u > 1 else xp  # [B, C*u*u, H'/u, W'/u]
+        inp = F.pixel_unshuffle(xp, u) if u > 1 else xp  # [B, C*u*u (x2 with a mask), H'/u, W'/u]
         if self.config.noise_map:
             inp = torch.cat([inp, self.noise_map_input(sigma, inp)], dim=1)  # [B, C*u*u+M, H'/u, W'/u]
         y = self.q_head(self.head(inp))  # [B, F0, H', W']
@@ -165,4 +171,4 @@ class UNetDenoiser(Denoiser):
         noise = self.tail(y)  # [B, C*u*u, H'/u, W'/u] predicted noise
         if u > 1:
             noise = F.pixel_shuffle(noise, u)  # [B, C, H', W']
-        return xp - noise
+        return xp[:, : self.config.channels] - noise  # the image part: a mask's channels are input only

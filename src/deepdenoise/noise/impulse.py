@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 PNP_LEVELS = (25.0, 12.0, 6.0)  # plug-and-play denoiser levels (0-255 scale), coarse to fine
 RANDOM_FLOOR = 0.1  # a random-valued impulse must be this far from its 3x3 median (25 of 255)
@@ -186,3 +188,63 @@ def restore_impulses(image: np.ndarray, gaussian: Callable[[np.ndarray, float], 
         x = np.where(found, z, y).astype(np.float32)  # trusted samples are data; the rest the prior's
     out = gaussian(x, max(sigma, 1.0)) if sigma > 2.0 else np.where(found, gaussian(x, 5.0), x)
     return ImpulseResult(np.clip(out, 0.0, 1.0).astype(np.float32), found, float(found.mean()), sigma)
+
+
+def _blur(x: torch.Tensor, s: float) -> torch.Tensor:
+    """Separable Gaussian blur of x: [B, C, H, W] (each channel alone), mirrored at the edges."""
+    r = max(1, min(int(3 * s), min(x.shape[-2:]) - 1))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / s) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def fill_torch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`fill` for a batch: x, mask [B, C, H, W] (mask 1 where a sample is corrupted) -> the
+    flagged samples replaced by a normalised-convolution average of the trusted ones, at the
+    smallest scale that has any. What a mask model is given, in training and in use."""
+    trusted = 1.0 - mask.float()
+    out = x.clone()
+    todo = mask.bool()
+    for s in (1.0, 2.0, 4.0, 8.0, 16.0):
+        num, den = _blur(x * trusted, s), _blur(trusted, s)
+        ok = todo & (den > 1e-3)
+        out = torch.where(ok, num / den.clamp_min(1e-3), out)
+        todo &= ~ok
+        if not bool(todo.any()):
+            break
+    return torch.where(todo, torch.full_like(x, 0.5), out)
+
+
+def impulse_training_batch(clean: torch.Tensor, g: torch.Generator, batch: int,
+                           shard: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, input) for training a mask model on clean [b, C, P, P]: half the patches get
+    Gaussian noise up to 25, then each gets salt-and-pepper (5-70 %), random-valued impulses
+    (5-50 %) or bit errors of 8-bit samples (ber 1e-3 to 5e-2); the mask is what a detector finds
+    (5 % of the impulses missed, 0.5 % of the clean samples flagged); the input is the image with
+    the flagged samples filled, followed by the mask [b, 2C, P, P]. Every draw is made for the
+    whole ``batch`` from ``g`` and then ``shard``-ed."""
+    n, (b, c, p, q) = batch, clean.shape
+    dev = clean.device
+
+    def draw(*shape: int) -> torch.Tensor:
+        return shard(torch.rand((n, *shape), generator=g)).to(dev)
+
+    sigma = torch.where(draw(1, 1, 1) < 0.5, 25.0 * draw(1, 1, 1), torch.zeros(b, 1, 1, 1, device=dev))
+    noisy = clean + shard(torch.randn((n, c, p, q), generator=g)).to(dev) * sigma / 255.0  # [b, C, P, P]
+    kind, u, value = (draw(1, 1, 1) * 3).floor(), draw(c, p, q), draw(c, p, q)
+    density = torch.where(kind == 0, 0.05 + 0.65 * draw(1, 1, 1), 0.05 + 0.45 * draw(1, 1, 1))
+    hit = u < density  # [b, C, P, P]
+    corrupt = torch.where(kind == 0, torch.where(value < 0.5, 0.0, 1.0), value)
+    out = torch.where(hit, corrupt, noisy)
+    ber = 10 ** (-3 + 1.7 * draw(1, 1, 1))  # [b, 1, 1, 1]: 1e-3 to 5e-2
+    bits = (draw(8, c, p, q) < ber.unsqueeze(1)).to(torch.int32)  # [b, 8, C, P, P]
+    flips = (bits * (2 ** torch.arange(8, device=dev, dtype=torch.int32)).reshape(1, 8, 1, 1, 1)).sum(dim=1)
+    q8 = torch.round(noisy.clamp(0, 1) * 255).to(torch.int32)
+    flipped = torch.bitwise_xor(q8, flips).float() / 255.0
+    out = torch.where(kind == 2, flipped, out)
+    truth = torch.where(kind == 2, flips > 0, hit)  # [b, C, P, P]
+    found = (truth & (draw(c, p, q) >= 0.05)) | (~truth & (draw(c, p, q) < 0.005))
+    mask = found.float()
+    return clean, torch.cat([fill_torch(out, mask), mask], dim=1)

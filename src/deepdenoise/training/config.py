@@ -25,7 +25,8 @@ class TrainConfig:
     sigma: float = 25.0  # fixed noise level (0-255 scale) ...
     sigma_max: float | None = None  # ... or blind: uniform in [sigma, sigma_max] per patch
     val_sigma: float | None = None  # noise level of the validation PSNR (default: sigma, or 25 blind)
-    noise: Literal["gaussian", "camera"] = "gaussian"  # camera: simulated camera noise (realnoise), colour only
+    noise: Literal["gaussian", "camera", "impulse"] = "gaussian"  # camera: simulated camera noise, colour only;
+    # impulse: salt-and-pepper, random-valued impulses and bit errors, for a mask model (mask_input)
     camera_shot_max: float = 0.1  # camera noise: shot (variance per unit of linear light), uniform in [0, max]
     camera_read_max: float = 0.025  # camera noise: read noise std, uniform in [0, max]
     camera_jpeg: float = 0.0  # camera noise: fraction of patches saved as JPEG (quality 75-95)
@@ -78,6 +79,9 @@ class TrainConfig:
             raise DeepDenoiseError(f"camera_mix must be between 0 and 1 (got {cfg.camera_mix})")
         if cfg.noise == "camera" and not cfg.color:
             raise DeepDenoiseError("noise: camera simulates a colour (Bayer) sensor; it needs color: true")
+        if (cfg.noise == "impulse") != bool(cfg.model_overrides.get("mask_input", False)):
+            raise DeepDenoiseError("noise: impulse trains a mask model and a mask model needs it: set both "
+                                   "noise: impulse and model_overrides: {mask_input: true}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

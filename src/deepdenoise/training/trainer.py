@@ -110,7 +110,8 @@ class Validator:
         self.device = device
         self.clean: torch.Tensor | None = None
         self.maps: torch.Tensor | None = None
-        self.sigma = cfg.val_sigma if cfg.val_sigma is not None else (25.0 if cfg.sigma_max else cfg.sigma)
+        default = 25.0 if cfg.sigma_max else cfg.sigma
+        self.sigma: float | None = cfg.val_sigma if cfg.val_sigma is not None else default
         if not path.exists():
             log.warning("no validation patches at %s; validation PSNR skipped", path)
             return
@@ -120,12 +121,18 @@ class Validator:
         arr = arr[:, None] if arr.ndim == 3 else np.moveaxis(arr, -1, 1)
         self.clean = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0  # [N, C, P, P]
         self.noisy = add_gaussian_noise(self.clean, self.sigma, seed=12345)  # [N, C, P, P]
+        if cfg.noise == "impulse":  # the same corruptions every epoch
+            from deepdenoise.noise.impulse import impulse_training_batch
+
+            g = torch.Generator().manual_seed(12345)
+            self.clean, self.noisy = impulse_training_batch(self.clean, g, len(self.clean), lambda t: t)
+            self.sigma = None
         if cfg.noise == "camera":  # shot 0.04, read 0.01: the middle row of docs/real-noise.md
             from deepdenoise.noise.camera import CameraNoise, simulate_camera
 
             self.noisy, self.clean = simulate_camera(self.clean, CameraNoise(0.04, 0.01), seed=12345)
             self.maps = local_std(self.noisy - self.clean)  # [N, C, P, P]: what a noise-map model is given
-        self.psnr_noisy = float(batch_psnr(self.noisy, self.clean).mean())
+        self.psnr_noisy = float(batch_psnr(self.noisy[:, : self.clean.shape[1]], self.clean).mean())
 
     @property
     def available(self) -> bool:
@@ -160,6 +167,11 @@ def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, d
     def shard(t: torch.Tensor) -> torch.Tensor:
         return t.chunk(dist_info.world)[dist_info.rank]
 
+    if cfg.noise == "impulse":  # the input is the filled image and the detector's mask
+        from deepdenoise.noise.impulse import impulse_training_batch
+
+        clean, noisy = impulse_training_batch(clean, g, cfg.batch_size, shard)
+        return clean, noisy.contiguous(memory_format=torch.channels_last), None  # type: ignore[return-value]
     if cfg.noise == "camera":  # the target is the noise-free pipeline's image
         from deepdenoise.noise.camera import camera_training_batch
 
@@ -301,7 +313,7 @@ def append_log(log_path: Path, row: dict[str, Any]) -> None:
 
 
 def training_meta(cfg: TrainConfig, command: str | None, epochs: float, state: TrainState, hardware: str,
-                  val: float | None, val_sigma: float) -> dict[str, Any]:
+                  val: float | None, val_sigma: float | None) -> dict[str, Any]:
     """What the best weights record about how they were made: command, data, steps, measured PSNR."""
     return {"training": {"command": command, "config": cfg.to_dict(), "steps": state.step,
                          "epochs": round(epochs, 3), "wall_seconds": round(state.elapsed_seconds),
