@@ -55,7 +55,7 @@ def onnx_bytes(model: Denoiser, opset: int = 17, int8: bool = False) -> bytes:
         net = _Graph(fake_quant_model(model, model.int8_calibration or {})).eval()
     else:
         net = _Graph(fold_batchnorm(model)).eval()
-    channels = model.in_channels
+    channels = model.input_channels  # image (and a mask model's mask) channels
     mult = model.multiple
     dummy = torch.rand(1, channels, 16 * mult, 16 * mult)  # [1, C, H, W]
     args: tuple[torch.Tensor, ...] = (dummy,)
@@ -63,7 +63,7 @@ def onnx_bytes(model: Denoiser, opset: int = 17, int8: bool = False) -> bytes:
     axes: dict[str, dict[int, str]] = {"noisy": {0: "batch", 2: "height", 3: "width"},
                                        "denoised": {0: "batch", 2: "height", 3: "width"}}
     if model.noise_input:
-        maps = int(model.config.map_channels)  # type: ignore[union-attr,arg-type]
+        maps = model.map_channels
         smap = torch.full((1, maps, dummy.shape[2], dummy.shape[3]), 25.0)  # [1, M, H, W]
         args, names = (dummy, smap), ["noisy", "sigma"]
         axes["sigma"] = {0: "batch", 2: "height", 3: "width"}

@@ -79,7 +79,8 @@ def load_weights(path: str | Path) -> tuple[Denoiser, dict[str, Any]]:
         raise ModelError(f"{p}: corrupt weight file ({exc})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     _load_checked(model, state, p)
-    model.int8_calibration = meta.get("int8")  # type: ignore[assignment]  # int8 ranges (deepdenoise.inference.quant)
+    int8 = meta.get("int8")
+    model.int8_calibration = int8 if isinstance(int8, dict) else None  # int8 ranges (deepdenoise.inference.quant)
     return model.eval(), meta
 
 

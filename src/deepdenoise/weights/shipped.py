@@ -37,7 +37,7 @@ def describe_models() -> list[dict[str, Any]]:
         rows.append({
             "name": name, "architecture": meta["architecture"], "preset_config": meta["config"],
             "parameters": sum(p.numel() for p in model.parameters()),
-            "flops_per_pixel": int(model.flops_per_pixel()),  # type: ignore[operator]
+            "flops_per_pixel": int(model.flops_per_pixel()),
             "steps": tr.get("total_steps", tr.get("steps")),
             "train_minutes": tr.get("total_train_seconds", tr.get("wall_seconds", 0)) / 60,
             "hardware": tr.get("hardware", "?"), "command": tr.get("command", "?"),
