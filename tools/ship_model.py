@@ -3,7 +3,7 @@
 The weights are the last stage's best checkpoint; the metadata records every stage's command,
 steps, training seconds, hardware and validation PSNR (from its log.csv and saved weights), so
 `deepdenoise models` can say how the model was made. Measured PSNR is added afterwards by
-`deepdenoise evaluate --model NAME ... --record`.
+`deepdenoise evaluate --model NAME ... --json r.json` and `python tools/record_evaluation.py NAME r.json`.
 
     python tools/ship_model.py fast runs/fast runs/fast_ft \\
         --data "BSDS500 train + test splits (400 images), random crops, sigma uniform in [0, 75]"
