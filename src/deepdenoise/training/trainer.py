@@ -106,21 +106,26 @@ class Validator:
     """PSNR on the test patches with noise from a fixed seed (same noise every epoch)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
-        path = Path(cfg.val) if cfg.val else Path(cfg.data) / ("test_color.npy" if cfg.color else "test.npy")
-        self.device = device
+        self.cfg, self.device = cfg, device
         self.clean: torch.Tensor | None = None
         self.maps: torch.Tensor | None = None
         default = 25.0 if cfg.sigma_max else cfg.sigma
         self.sigma: float | None = cfg.val_sigma if cfg.val_sigma is not None else default
+        self.psnr_noisy = float("nan")
+
+    def load(self) -> Validator:
+        """Read the validation patches and make their noise (the constructor reads nothing)."""
+        cfg = self.cfg
+        path = Path(cfg.val) if cfg.val else Path(cfg.data) / ("test_color.npy" if cfg.color else "test.npy")
         if not path.exists():
             log.warning("no validation patches at %s; validation PSNR skipped", path)
-            return
+            return self
         arr = np.load(path, allow_pickle=False)
         if cfg.val_limit:
             arr = arr[: cfg.val_limit]
         arr = arr[:, None] if arr.ndim == 3 else np.moveaxis(arr, -1, 1)
         self.clean = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0  # [N, C, P, P]
-        self.noisy = add_gaussian_noise(self.clean, self.sigma, seed=12345)  # [N, C, P, P]
+        self.noisy = add_gaussian_noise(self.clean, self.sigma or 0.0, seed=12345)  # [N, C, P, P]
         if cfg.noise == "impulse":  # the same corruptions every epoch
             from deepdenoise.noise.impulse import impulse_training_batch
 
@@ -133,6 +138,7 @@ class Validator:
             self.noisy, self.clean = simulate_camera(self.clean, CameraNoise(0.04, 0.01), seed=12345)
             self.maps = local_std(self.noisy - self.clean)  # [N, C, P, P]: what a noise-map model is given
         self.psnr_noisy = float(batch_psnr(self.noisy[:, : self.clean.shape[1]], self.clean).mean())
+        return self
 
     @property
     def available(self) -> bool:
@@ -402,7 +408,7 @@ class Trainer:
             self._restore()
         self.net = self._wrap_parallel()
         self.log_path = self.run_dir / "log.csv"
-        self.validator = Validator(cfg, self.device) if self.dist.main else None
+        self.validator = Validator(cfg, self.device).load() if self.dist.main else None
         if self.dist.main:
             atomic_write_text(self.run_dir / "config.yaml", cfg.to_yaml())
             if not self.log_path.exists():
