@@ -40,6 +40,12 @@ class PeakMemory:
     """Largest RSS growth over the baseline while the block runs (sampled every 5 ms)."""
 
     def __enter__(self) -> PeakMemory:
+        import torch
+
+        self.gpu = torch.cuda.is_available()
+        if self.gpu:
+            torch.cuda.reset_peak_memory_stats()
+            self.gpu_base = torch.cuda.memory_allocated()
         self.base = self.peak = _rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -54,6 +60,12 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, _rss())
+        if self.gpu:
+            import torch
+
+            self.gpu_mib: float | None = (torch.cuda.max_memory_allocated() - self.gpu_base) / 2**20
+        else:
+            self.gpu_mib = None
 
     @property
     def mib(self) -> float:
@@ -183,7 +195,7 @@ def run_benchmark(dataset: str | Path, sigmas: list[float], methods: list[str], 
                     "dataset": Path(dataset).name,
                     "images": len(images), "psnr": float(np.mean([psnr(o, c) for o, c in zip(outs, images)])),
                     "ssim": float(np.mean([ssim(o, c) for o, c in zip(outs, images)])),
-                    "mp_per_s": 0.0, "peak_mem_mib": mem.mib})
+                    "mp_per_s": 0.0, "peak_mem_mib": mem.mib, "peak_gpu_mib": mem.gpu_mib})
                 fns.append(fn)
                 if progress:
                     log.info(f"  sigma {sigma:g} {method}/{backend}: {rows[-1]['psnr']:.2f} dB")
@@ -226,14 +238,17 @@ def format_markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     machine = f"{info['cpu']}, {info['cores']} cores (torch {info['torch']}, {info['torch_threads']} threads)"
     if info.get("gpu"):
         machine += f"; network rows on {info['gpu']}"
+    gpu = any(r.get("peak_gpu_mib") is not None for r in results)
     lines = [f"Machine: {machine}", "",
-             "| sigma | method | backend | PSNR | SSIM | MP/s | x reference | peak MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| sigma | method | backend | PSNR | SSIM | MP/s | x reference | peak MiB |" + (" GPU MiB |" if gpu else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "")]
     for r in results:
         sp = f"{r['speedup']:.2f}" if r.get("speedup") else "-"
         method = f"{r['method']} (untrained: speed only)" if r.get("weights") == "untrained" else r["method"]
+        g = r.get("peak_gpu_mib")
         lines.append(f"| {r['sigma']:g} | {method} | {r['backend']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                     f"{r['mp_per_s']:.3f} | {sp} | {r['peak_mem_mib']:.0f} |")
+                     f"{r['mp_per_s']:.3f} | {sp} | {r['peak_mem_mib']:.0f} |" + (
+                         (f" {g:.0f} |" if g is not None else " - |") if gpu else ""))
     return "\n".join(lines) + "\n"
 
 
