@@ -239,8 +239,8 @@ def format_markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     if info.get("gpu"):
         machine += f"; network rows on {info['gpu']}"
     gpu = any(r.get("peak_gpu_mib") is not None for r in results)
-    lines = [f"Machine: {machine}", "",
-             "| sigma | method | backend | PSNR | SSIM | MP/s | x reference | peak MiB |" + (" GPU MiB |" if gpu else ""),
+    head = "| sigma | method | backend | PSNR | SSIM | MP/s | x reference | peak MiB |"
+    lines = [f"Machine: {machine}", "", head + (" GPU MiB |" if gpu else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "")]
     for r in results:
         sp = f"{r['speedup']:.2f}" if r.get("speedup") else "-"
