@@ -30,7 +30,7 @@ def test_streamed_tiff_equals_the_loaded_result(tmp_path: Path, monkeypatch: pyt
     peak = 255 if bits == 8 else 65535
     img = np.round(_noisy(1100, 530, channels) * peak).astype(np.uint8 if bits == 8 else np.uint16)
     tifffile.imwrite(tmp_path / "big.tif", img, compression="zlib", **layout)
-    args = ["--model", model, "--tile", "256"]
+    args = ["--model", model, "--tile", "256", "--sigma", "20"]  # a given level: the same for both paths
     assert main(["denoise", str(tmp_path / "big.tif"), "-o", str(tmp_path / "loaded.tif"), *args]) == 0
     calls = []
     real = stream.stream_denoise_tiff
@@ -42,3 +42,11 @@ def test_streamed_tiff_equals_the_loaded_result(tmp_path: Path, monkeypatch: pyt
     loaded, streamed = tifffile.imread(tmp_path / "loaded.tif"), tifffile.imread(tmp_path / "streamed.tif")
     assert streamed.dtype == loaded.dtype and streamed.shape == loaded.shape
     assert np.array_equal(streamed, loaded)
+    # estimated: the streamed path measures the level on its first band, the loaded one on the whole
+    args.remove("--sigma"), args.remove("20")
+    assert main(["denoise", str(tmp_path / "big.tif"), "-o", str(tmp_path / "est_loaded.tif"), *args]) == 0
+    assert main(["denoise", str(tmp_path / "big.tif"), "-o", str(tmp_path / "est_streamed.tif"), *args,
+                 "--max-pixels", "0"]) == 0
+    a = tifffile.imread(tmp_path / "est_loaded.tif").astype(np.float64)
+    b = tifffile.imread(tmp_path / "est_streamed.tif").astype(np.float64)
+    assert 10 * np.log10(peak**2 / max(np.mean((a - b) ** 2), 1e-12)) > 40  # close, not equal

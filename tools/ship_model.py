@@ -75,7 +75,9 @@ def main() -> None:
     a = ap.parse_args()
     stages = list(read_meta(WEIGHTS_DIR / f"{a.after}.safetensors")["training"]["stages"]) if a.after else []
     for run in a.runs:
-        weights = next(p for p in (run / "best.safetensors", run / "best_fp16.safetensors") if p.exists())
+        # an earlier stage needs only its metadata (its weights may be gone); the last one its weights
+        weights = next(p for p in (run / "best.safetensors", run / "best_fp16.safetensors")
+                       if p.with_suffix(".json").exists())
         stages.append(stage_info(run, weights))
     model, meta = load_weights(weights)
     if a.final:
