@@ -125,5 +125,22 @@ def test_simulated_field_is_deterministic_and_measured_exactly() -> None:
 def test_evaluate_synthetic_astro_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--synthetic", "astro", "--fields", "1", "--field-size", "96"]) == 0
     out = capsys.readouterr().out
-    for row in ("noisy", "Gaussian smoothing", "deepdenoise default, gaussian", "deepdenoise default, poisson"):
+    for row in ("noisy", "Gaussian smoothing", "wavelet (BayesShrink)", "BM3D", "deepdenoise default, gaussian",
+                "deepdenoise default, poisson", "found at equal false"):
         assert row in out
+
+
+def test_detections_at_equal_false_alarms() -> None:
+    """Detection power at a false-alarm budget: the chosen threshold keeps within the budget, finds
+    at least what 5 sigma finds when 5 sigma keeps within it, and a budget of none is met."""
+    from deepdenoise.astro.field import detections, found_at_false
+
+    f = simulate_field(2, size=128, stars=20, galaxies=6)
+    noisy = f.noisy.astype(np.float64)
+    found5, spurious5, _ = detections(noisy, f, 5.0)
+    got, k = found_at_false(noisy, f, spurious5)
+    found_k, spurious_k, _ = detections(noisy, f, k)
+    assert 2.5 <= k <= 15 and got >= found5 and found_k == got and spurious_k <= spurious5
+    pure = f.truth + np.random.default_rng(0).normal(0.0, 4.0, f.truth.shape)  # white noise, no artefacts
+    got0, k0 = found_at_false(pure, f, 0)
+    assert detections(pure, f, k0)[:2] == (got0, 0)

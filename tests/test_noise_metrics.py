@@ -57,3 +57,24 @@ def test_haar_sigma_reads_white_noise_and_estimated_maps_replace_the_picked_patc
     assert maps.shape == (6, 3, 64, 64)
     assert torch.all(maps[0] == 5.0)
     torch.testing.assert_close(maps[1:, :, 0, 0], est[1:])
+
+
+def test_map_over_tells_some_clean_target_patches_more_than_their_noise() -> None:
+    import torch
+
+    from deepdenoise.training.config import TrainConfig
+    from deepdenoise.training.trainer import _over_levels
+
+    g = torch.Generator().manual_seed(1)
+    clean = torch.full((64, 1, 8, 8), 0.5)
+    target = clean.clone()
+    target[:8] += 0.01  # patches that keep part of their noise are told exactly their level
+    true = torch.linspace(5, 50, 64)
+    cfg = TrainConfig(batch_size=64, map_over=0.5)
+    told = _over_levels(clean, target, true, cfg, g, lambda t: t).reshape(-1)
+    ratio = told / true
+    assert torch.all(ratio[:8] == 1.0)
+    assert torch.all((ratio >= 1.0) & (ratio < 2.0))
+    assert 10 <= int((ratio[8:] > 1.0).sum()) <= 46  # about half of the 56 clean-target patches
+    with pytest.raises(Exception, match="map_over"):
+        TrainConfig(map_over=1.5)

@@ -258,3 +258,37 @@ def test_real_noise_figure(tmp_path: Path) -> None:
                                                          ("real", {"model": "fast", "noise": "real"})], crop=32)
     assert [r["image"] for r in rows] == ["0.png", "1.png"]
     assert rows[0]["real"]["model"] == "fast_color" and (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_incamera_profile_makes_blotchy_chroma_and_keeps_sharding() -> None:
+    """The in-camera profile's noise looks like a camera JPEG's: chroma far more correlated between
+    neighbours than the luma grain, the same data at any world size, references through JPEG's
+    chroma subsampling; the noise reduction alone is exact when it blurs nothing."""
+    from deepdenoise.noise.camera import camera_training_batch, in_camera_nr
+
+    n = torch.randn(2, 3, 40, 36)
+    torch.testing.assert_close(in_camera_nr(n, torch.zeros(2), torch.zeros(2)), n, atol=1e-5, rtol=1e-5)
+    clean = torch.full((8, 3, 48, 48), 0.5)
+
+    def draw(rank: int, world: int, profile: str, jpeg: float = 0.0) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(3)
+        part = clean.chunk(world)[rank]
+        return camera_training_batch(part, g, 8, lambda t: t.chunk(world)[rank], 0.03, 0.01, jpeg, True, profile)
+
+    def neighbour_corr(r: torch.Tensor) -> float:
+        r = r - r.mean(dim=(-2, -1), keepdim=True)
+        return float((r[..., 1:] * r[..., :-1]).mean() / (r * r).mean())
+
+    ref, noisy, sigma = draw(0, 1, "incamera")
+    halves = [draw(r, 2, "incamera") for r in (0, 1)]
+    assert torch.equal(torch.cat([h[1] for h in halves]), noisy)
+    res = noisy - ref  # [8, 3, 48, 48]
+    y = 0.299 * res[:, 0] + 0.587 * res[:, 1] + 0.114 * res[:, 2]
+    assert neighbour_corr(res[:, 2] - y) > 0.8 > neighbour_corr(y) > 0.3
+    bref, bnoisy, _ = draw(0, 1, "basic")
+    by = 0.299 * (bnoisy - bref)[:, 0] + 0.587 * (bnoisy - bref)[:, 1] + 0.114 * (bnoisy - bref)[:, 2]
+    assert neighbour_corr((bnoisy - bref)[:, 2] - by) < 0.7
+    jref, jp, _ = draw(0, 1, "incamera", jpeg=1.0)
+    assert torch.equal(jp, (jp * 255).round() / 255) and torch.equal(jref, (jref * 255).round() / 255)
+    with pytest.raises(ValueError, match="profile"):
+        draw(0, 1, "phone")

@@ -140,6 +140,36 @@ def camera_pipeline(
     return develop(raw + std * z), develop(raw)
 
 
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur of each image of x [B, C, H, W] with its own ``sigma`` [B] (pixels; 0 keeps it)."""
+    b, c, h, w = x.shape
+    r = max(1, int(3 * float(sigma.max()) + 0.999))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)  # [K]
+    k = torch.exp(-0.5 * (t[None] / sigma.clamp_min(1e-3)[:, None].to(t)) ** 2)  # [B, K]
+    k = k / k.sum(1, keepdim=True)
+    k = k.repeat_interleave(c, 0)  # [B*C, K]
+    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")  # [1, B*C, H+2r, W+2r]
+    y = F.conv2d(y, k[:, None, None, :], groups=b * c)  # [1, B*C, H+2r, W]
+    y = F.conv2d(y, k[:, None, :, None], groups=b * c)  # [1, B*C, H, W]
+    return y.reshape(b, c, h, w)
+
+
+def in_camera_nr(noise: torch.Tensor, chroma_sigma: torch.Tensor, luma_sigma: torch.Tensor) -> torch.Tensor:
+    """The noise a camera's own noise reduction leaves, for noise [B, 3, H, W] in sRGB: its chroma
+    (B - Y, R - Y) blurred by a Gaussian of ``chroma_sigma`` [B] pixels, its luma by ``luma_sigma``
+    [B]. Cameras smooth chroma hard and luma lightly before JPEG, so the chroma noise of a photo is
+    weak but blotchy (neighbour correlation about 0.9 in PolyU's Canon JPEGs against 0.6 after
+    demosaicing alone) and its luma grain coarser than a pixel. Applied to the noise only: the
+    camera's filter is edge-aware and keeps the scene's colour detail."""
+    y = (0.299 * noise[:, 0] + 0.587 * noise[:, 1] + 0.114 * noise[:, 2])[:, None]  # [B, 1, H, W]
+    chroma = torch.cat([noise[:, 2:3] - y, noise[:, 0:1] - y], 1)  # [B, 2, H, W]: Cb, Cr
+    y = _blur(y, luma_sigma)
+    cb, cr = _blur(chroma, chroma_sigma).unbind(1)  # [B, H, W] each
+    r, b = y[:, 0] + cr, y[:, 0] + cb
+    g = (y[:, 0] - 0.299 * r - 0.114 * b) / 0.587
+    return torch.stack([r, g, b], 1)  # [B, 3, H, W]
+
+
 def simulate_camera(
     x: torch.Tensor, model: CameraNoise, seed: int | torch.Generator | None = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,27 +190,53 @@ def simulate_camera(
 
 def camera_training_batch(
     clean: torch.Tensor, g: torch.Generator, batch: int, shard: Callable[[torch.Tensor], torch.Tensor],
-    shot_max: float, read_max: float, jpeg_prob: float = 0.0, isp: bool = False,
+    shot_max: float, read_max: float, jpeg_prob: float = 0.0, isp: bool = False, profile: str = "basic",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(reference, noisy, sigma map [b, 3, P, P]) for a training batch of clean sRGB patches
-    [b, 3, P, P]: shot and read uniform in [0, max] per patch, a fraction ``jpeg_prob`` saved as
-    JPEG of quality 75-95 and, with ``isp``, a random white balance, colour matrix and tone curve
-    per patch. Every draw is made for the whole ``batch`` and then ``shard``-ed, so any world size
-    sees the same data. The map is the noise's local standard deviation per channel (0-255), what
-    a noise-map model is given for a photo whose noise level function was estimated."""
+    [b, 3, P, P]: shot and read noise per patch, a fraction ``jpeg_prob`` saved as JPEG and, with
+    ``isp``, a random white balance, colour matrix and tone curve per patch. Every draw is made for
+    the whole ``batch`` and then ``shard``-ed, so any world size sees the same data. The map is the
+    noise's local standard deviation per channel (0-255), what a noise-map model is given for a
+    photo whose noise level function was estimated.
+
+    ``profile`` "basic": levels uniform in [0, max], JPEG quality 75-95. "incamera" is what a
+    camera's own JPEG holds: levels log-uniform in [max/30, max] (most photos are mildly noisy),
+    the camera's noise reduction (:func:`in_camera_nr`: chroma blurred 1-3 px, luma 0.3-0.8 px),
+    JPEG quality 90-98 with the reference through the same 4:2:0 chroma subsampling (quality 100),
+    so the target keeps what the camera's clean JPEG keeps and the map measures noise, not the
+    colour detail no JPEG holds."""
     from deepdenoise.noise.gaussian import local_std
 
-    p = clean.shape[-1]
-    shot = shard(torch.rand(batch, generator=g) * shot_max).to(clean.device)  # [b]
-    read = shard(torch.rand(batch, generator=g) * read_max).to(clean.device)  # [b]
+    if profile not in ("basic", "incamera"):
+        raise ValueError(f"unknown camera profile {profile!r}")
+    p, inc = clean.shape[-1], profile == "incamera"
+    shot, read = _levels(g, batch, shot_max, read_max, inc)
+    shot, read = shard(shot).to(clean.device), shard(read).to(clean.device)  # [b] each
     z = shard(torch.randn((batch, 1, p, p), generator=g)).to(clean.device)  # [b, 1, P, P]
-    quality = shard(75 + torch.randint(0, 21, (batch,), generator=g))  # [b]
+    quality = shard((90 + torch.randint(0, 9, (batch,), generator=g)) if inc
+                    else (75 + torch.randint(0, 21, (batch,), generator=g)))  # [b]
     use_jpeg = shard(torch.rand(batch, generator=g) < jpeg_prob)  # [b]
     proc = CameraISP.draw(g, batch).shard(shard) if isp else None
     noisy, reference = camera_pipeline(clean, shot, read, z, proc)  # [b, 3, P, P] each
+    if inc:
+        chroma = shard(1.0 + 2.0 * torch.rand(batch, generator=g)).to(clean.device)  # [b] pixels
+        luma = shard(0.3 + 0.5 * torch.rand(batch, generator=g)).to(clean.device)  # [b] pixels
+        noisy = reference + in_camera_nr(noisy - reference, chroma, luma)
     for i in torch.nonzero(use_jpeg).flatten().tolist():
         noisy[i] = _jpeg(noisy[i:i + 1].cpu(), int(quality[i]))[0].to(noisy.device)
+        if inc:
+            reference[i] = _jpeg(reference[i:i + 1].cpu(), 100)[0].to(noisy.device)
     return reference, noisy, local_std(noisy - reference)  # sigma map: [b, 3, P, P]
+
+
+def _levels(g: torch.Generator, batch: int, shot_max: float, read_max: float,
+            log: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shot and read noise [B] each: uniform in [0, max], or log-uniform in [max/30, max]."""
+    if not log:
+        return torch.rand(batch, generator=g) * shot_max, torch.rand(batch, generator=g) * read_max
+    span = torch.log(torch.tensor(30.0))
+    shot = shot_max * torch.exp(-span * torch.rand(batch, generator=g))
+    return shot, read_max * torch.exp(-span * torch.rand(batch, generator=g))
 
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:

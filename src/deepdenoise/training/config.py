@@ -31,11 +31,14 @@ class TrainConfig:
     camera_read_max: float = 0.025  # camera noise: read noise std, uniform in [0, max]
     camera_jpeg: float = 0.0  # camera noise: fraction of patches saved as JPEG (quality 75-95)
     camera_isp: bool = False  # camera noise: random white balance, colour matrix and tone curve per patch
+    camera_profile: Literal["basic", "incamera"] = "basic"  # camera noise: incamera adds the camera's own noise
+    # reduction (blotchy chroma, coarse luma grain), mild levels (log-uniform) and high-quality JPEG
     camera_mix: float = 0.0  # camera noise: fraction of patches given Gaussian noise instead (keeps that skill)
     noise_maps: Literal["constant", "varying"] = "constant"  # one sigma per patch, or varying maps (noise.py)
     map_jitter: float = 0.0  # noise-map models: the map they are given is off by exp(N(0, jitter)) per patch
     map_partial: float = 0.0  # noise-map models: fraction of patches told a lower level, to remove only that much
     map_estimated: float = 0.0  # noise-map models: fraction of patches told the level estimated from them (blind use)
+    map_over: float = 0.0  # noise-map models: fraction of patches told up to twice their level (more sigma, smoother)
     epochs: int = 30
     steps_per_epoch: int | None = None  # default: all patches once (patches), 1000 (images)
     lr: float = 1e-3
@@ -73,8 +76,9 @@ class TrainConfig:
         for name, hint in get_type_hints(type(self)).items():
             _check_field(name, hint, getattr(self, name))
         cfg = self
-        if not 0 <= cfg.map_partial <= 1:
-            raise DeepDenoiseError(f"map_partial must be between 0 and 1 (got {cfg.map_partial})")
+        for name in ("map_partial", "map_estimated", "map_over"):
+            if not 0 <= getattr(cfg, name) <= 1:
+                raise DeepDenoiseError(f"{name} must be between 0 and 1 (got {getattr(cfg, name)})")
         if not 0 <= cfg.camera_mix <= 1:
             raise DeepDenoiseError(f"camera_mix must be between 0 and 1 (got {cfg.camera_mix})")
         if cfg.noise == "camera" and not cfg.color:

@@ -182,7 +182,8 @@ def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, d
         from deepdenoise.noise.camera import camera_training_batch
 
         ref, noisy, sig = camera_training_batch(clean, g, cfg.batch_size, shard, cfg.camera_shot_max,
-                                                cfg.camera_read_max, cfg.camera_jpeg, cfg.camera_isp)
+                                                cfg.camera_read_max, cfg.camera_jpeg, cfg.camera_isp,
+                                                cfg.camera_profile)
         if cfg.camera_mix > 0:  # some patches keep plain Gaussian noise (varying maps)
             pick = shard(torch.rand(cfg.batch_size, generator=g) < cfg.camera_mix).to(device).reshape(-1, 1, 1, 1)
             _, g_noisy, g_map = _gaussian_batch(clean, cfg, g, shard, device, varying=True)
@@ -192,6 +193,8 @@ def noisy_batch(source: PatchSource | CropSource, cfg: TrainConfig, step: int, d
         sigma: torch.Tensor | float = sig
     else:
         target, noisy, sigma = _gaussian_batch(clean, cfg, g, shard, device, varying=cfg.noise_maps == "varying")
+        if cfg.map_over > 0:
+            sigma = _over_levels(clean, target, sigma, cfg, g, shard)
         if cfg.map_estimated > 0:
             sigma = _estimated_levels(clean, target, noisy, sigma, cfg, g, shard)
         clean = target
@@ -216,6 +219,22 @@ def _estimated_levels(clean: torch.Tensor, target: torch.Tensor, noisy: torch.Te
     whole = (target - clean).flatten(1).abs().amax(dim=1) == 0  # [b]: no part of the noise kept
     est = haar_sigma(noisy).reshape(b, c, 1, 1).expand(b, c, p, p)  # [b, C, P, P]
     return torch.where((pick & whole).reshape(-1, 1, 1, 1), est, maps).contiguous()
+
+
+def _over_levels(clean: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor | float, cfg: TrainConfig,
+                 g: torch.Generator, shard: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """A ``map_over`` fraction of the patches that aim at the clean image are told 1-2 times their
+    level. A user who pushes the level above the estimate wants a smoother picture; a model that
+    was never told more than its noise learns nothing for that and stops responding there.
+    Returns the levels [b, 1 or C, 1 or P, 1 or P]."""
+    b = target.shape[0]
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=target.device)
+    s = s if s.ndim == 4 else s.reshape(-1, 1, 1, 1)  # [b or 1, 1 or C, 1 or P, 1 or P]
+    pick = shard(torch.rand(cfg.batch_size, generator=g) < cfg.map_over).to(target.device)  # [b]
+    u = shard(1.0 + torch.rand(cfg.batch_size, generator=g)).to(target.device)  # [b] in [1, 2)
+    whole = (target - clean).flatten(1).abs().amax(dim=1) == 0  # [b]: aims at the clean image
+    factor = torch.where(pick & whole, u, torch.ones_like(u)).reshape(b, 1, 1, 1)  # [b, 1, 1, 1]
+    return (s * factor).contiguous()
 
 
 def _gaussian_batch(clean: torch.Tensor, cfg: TrainConfig, g: torch.Generator,
