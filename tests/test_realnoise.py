@@ -292,3 +292,39 @@ def test_incamera_profile_makes_blotchy_chroma_and_keeps_sharding() -> None:
     assert torch.equal(jp, (jp * 255).round() / 255) and torch.equal(jref, (jref * 255).round() / 255)
     with pytest.raises(ValueError, match="profile"):
         draw(0, 1, "phone")
+
+
+def test_estimate_gain_tool_chooses_on_one_split_and_reports_the_other(tmp_path: Path) -> None:
+    """The gain is the best of the sweep on the calibration pairs; the sentence names both splits
+    and the metadata gets it; a glob that picks every pair (nothing held out) is refused."""
+    import importlib.util
+    import shutil
+
+    from deepdenoise.models import create_model
+    from deepdenoise.weights.format import save_weights
+
+    spec = importlib.util.spec_from_file_location("estimate_gain", ROOT / "tools" / "estimate_gain.py")
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for i, cam in enumerate(("A", "A", "B", "B")):
+        clean = smooth_image(37, 31, channels=3, seed=i)
+        noisy = np.clip(clean + np.random.default_rng(i).normal(0, 0.05, clean.shape), 0, 1)
+        for tag, img in (("real", noisy), ("mean", clean)):
+            Image.fromarray(np.round(img * 255).astype(np.uint8)).save(pairs / f"{cam}{i}_{tag}.png")
+    torch.manual_seed(0)
+    model = create_model("unet_tiny_rgb", noise_map=True, map_channels=3).eval()
+    weights = save_weights(model, tmp_path / "tiny")
+    best, source = tool.choose_gain(str(weights), str(pairs), "A*", [0.5, 1.0, 2.0])
+    sweep = tool.sweep(str(weights), [d for d in tool.load_pairs(pairs) if d[0].startswith("A")], [0.5, 1.0, 2.0],
+                       "folded")
+    assert best == max(sweep, key=lambda g: sweep[g])
+    assert "chosen on the 2 pairs A*" in source and "on the other 2 pairs, held out" in source
+    shutil.copy(weights.with_suffix(".json"), tmp_path / "cam.json")
+    tool.write_gain("cam", best, source, tmp_path)
+    meta = json.loads((tmp_path / "cam.json").read_text())
+    assert meta["estimate_gain"] == best and meta["estimate_gain_source"] == source
+    with pytest.raises(SystemExit, match="not all or none"):
+        tool.choose_gain(str(weights), str(pairs), "*", [1.0])

@@ -42,6 +42,35 @@ def stored_gain(model: str) -> float:
     return float(gain) if isinstance(gain, (int, float)) and 0.1 <= gain <= 10 else 1.0
 
 
+def choose_gain(model: str, pairs: str, calibrate: str, gains: list[float],
+                backend: str = "folded") -> tuple[float, str]:
+    """(the gain with the best mean PSNR on the ``calibrate`` pairs, a sentence saying how it was
+    chosen and what it gives on the other pairs)."""
+    every = load_pairs(pairs)
+    calib = [d for d in every if fnmatch.fnmatch(d[0], calibrate)]
+    held = [d for d in every if not fnmatch.fnmatch(d[0], calibrate)]
+    if not calib or not held:
+        raise SystemExit(f"--calibrate {calibrate!r} must pick some of the {len(every)} pairs, not all or none")
+    on_calib = sweep(model, calib, gains, backend)
+    best = max(on_calib, key=lambda g: on_calib[g])
+    on_held = sweep(model, held, sorted({1.0, best}), backend)
+    noisy = score_pairs(lambda y: y, held, with_ssim=False)["psnr"]
+    source = (f"chosen on the {len(calib)} pairs {calibrate} of {Path(pairs).name}: mean PSNR "
+              + " / ".join(f"{v:.2f}" for v in on_calib.values()) + " dB at "
+              + " / ".join(f"{g:g}" for g in on_calib) + " times the estimate; on the other "
+              + f"{len(held)} pairs, held out: {on_held[1.0]:.2f} dB at 1x, {on_held[best]:.2f} at {best:g}x "
+              + f"(noisy {noisy:.2f}); {backend} backend. The model never saw these pairs in training.")
+    return best, source
+
+
+def write_gain(name: str, gain: float, source: str, weights_dir: Path = WEIGHTS_DIR) -> None:
+    """Store the gain and its source in a shipped model's metadata."""
+    path = weights_dir / f"{name}.json"
+    meta = json.loads(path.read_text())
+    meta.update(estimate_gain=gain, estimate_gain_source=source)
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", help="shipped model whose metadata gets the gain")
@@ -52,27 +81,10 @@ def main() -> None:
     ap.add_argument("--backend", default="folded", help="inference path (default: fp32 folded, the same on any CPU)")
     ap.add_argument("--write", action="store_true", help="store the chosen gain in NAME's metadata")
     a = ap.parse_args()
-    model = a.model or a.name
-    every = load_pairs(a.pairs)
-    calib = [d for d in every if fnmatch.fnmatch(d[0], a.calibrate)]
-    held = [d for d in every if not fnmatch.fnmatch(d[0], a.calibrate)]
-    if not calib or not held:
-        raise SystemExit(f"--calibrate {a.calibrate!r} must pick some of the {len(every)} pairs, not all or none")
-    on_calib = sweep(model, calib, a.gains, a.backend)
-    best = max(on_calib, key=lambda g: on_calib[g])
-    on_held = sweep(model, held, sorted({1.0, best}), a.backend)
-    noisy = score_pairs(lambda y: y, held, with_ssim=False)["psnr"]
-    source = (f"chosen on the {len(calib)} pairs {a.calibrate} of {Path(a.pairs).name}: mean PSNR "
-              + " / ".join(f"{v:.2f}" for v in on_calib.values()) + " dB at "
-              + " / ".join(f"{g:g}" for g in on_calib) + " times the estimate; on the other "
-              + f"{len(held)} pairs, held out: {on_held[1.0]:.2f} dB at 1x, {on_held[best]:.2f} at {best:g}x "
-              + f"(noisy {noisy:.2f}); {a.backend} backend. The model never saw these pairs in training.")
+    best, source = choose_gain(a.model or a.name, a.pairs, a.calibrate, a.gains, a.backend)
     print(json.dumps({"estimate_gain": best, "estimate_gain_source": source}, indent=2))
     if a.write:
-        path = WEIGHTS_DIR / f"{a.name}.json"
-        meta = json.loads(path.read_text())
-        meta.update(estimate_gain=best, estimate_gain_source=source)
-        atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+        write_gain(a.name, best, source)
         from manifest import write_manifest
 
         write_manifest()
