@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 Data = list[tuple[str, np.ndarray, np.ndarray]]
 Fn = Callable[[np.ndarray], np.ndarray]
 NLM_H = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
-CBM3D_SIGMA = (5.0, 10.0, 15.0)
+CBM3D_SIGMA = (5.0, 10.0, 15.0, 20.0)
 SWEEP_EVERY = 11  # slow methods' sweeps are scored on every 11th pair (CBM3D: about 25 s a 512x512 crop)
 PAIR_METHODS = ("noisy", "default", "opencv_nlm", "cbm3d", "reference")
 
