@@ -83,5 +83,20 @@ def test_train_resume_and_restore_with_a_tiny_mask_model(tmp_path: Path) -> None
     res = denoise_with_info(noisy, model=model, noise="impulse", tile=None)
     assert res.image.shape == clean.shape and res.extra["restoration"] == "mask model"
     assert 0.2 < res.extra["impulse_density"] < 0.4
+    np.testing.assert_array_equal(denoise(noisy, model=model, tile=None), res.image)  # named, it names the noise
     with pytest.raises(InputError, match="noise='impulse'"):
-        denoise(noisy, model=model)
+        denoise(noisy, model=model, noise="gaussian")
+
+
+def test_a_gray_mask_model_restores_colour_channel_by_channel() -> None:
+    """Impulses strike one sample, so a gray mask network serves colour one channel at a time: the
+    same result as each channel restored as a gray image (salt-and-pepper is detected per channel)."""
+    torch.manual_seed(0)
+    model = create_model("unet_tiny", mask_input=True).eval()
+    clean = smooth_image(37, 31, 3)
+    noisy, _ = salt_and_pepper(clean, 0.2, seed=3)
+    res = denoise_with_info(noisy, model=model, noise="impulse", density=0.2, tile=None)
+    assert res.image.shape == clean.shape and res.extra["restoration"] == "mask model, channel by channel"
+    for c in range(3):
+        alone = denoise(np.ascontiguousarray(noisy[:, :, c]), model=model, noise="impulse", density=0.2, tile=None)
+        np.testing.assert_allclose(res.image[:, :, c], alone, atol=1e-6)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -106,3 +107,36 @@ def test_padding_mirrors_and_falls_back_on_tiny_images() -> None:
     tiny = torch.rand(1, 1, 1, 3)  # too small to mirror by 15: edge replication
     assert pad_to_multiple(tiny, 16).shape == (1, 1, 16, 16)
     assert pad_to_multiple(x[:, :, :4, :4], 4).shape == (1, 1, 4, 4)  # already a multiple
+
+
+def test_keep_mean_keeps_the_local_brightness_and_tiles_match() -> None:
+    """``keep_mean``: the predicted noise loses its local mean, so a model that would shift the
+    brightness no longer can; the margin grows by 3 sigma, so tiles still equal the whole image."""
+    import dataclasses
+
+    from deepdenoise.inference.tiling import apply_model
+    from deepdenoise.models.unet import local_mean
+
+    flat = torch.full((1, 3, 37, 31), 0.4)
+    torch.testing.assert_close(local_mean(flat, 4), flat)  # borders average what is there
+    torch.manual_seed(0)
+    plain = create_model("unet_tiny_rgb").eval()
+    with torch.no_grad():
+        plain.tail.weight.add_(0.05)  # a network that darkens or brightens
+    kept = create_model("unet_tiny_rgb", keep_mean=4).eval()
+    kept.load_state_dict(plain.state_dict())
+    assert kept.receptive_radius == plain.receptive_radius + 12
+    x = torch.rand(1, 3, 37, 31)
+    with torch.no_grad():
+        shift_plain = float((plain(x) - x).mean())
+        shift_kept = float((kept(x) - x).mean())
+    assert abs(shift_kept) < 0.1 * abs(shift_plain)
+    img = np.random.default_rng(0).random((75, 61, 3), dtype=np.float32)
+    whole = apply_model(kept, img, tile=None)
+    tiled = apply_model(kept, img, tile=16)
+    np.testing.assert_allclose(whole, tiled, atol=1e-5)
+    assert dataclasses.asdict(kept.config)["keep_mean"] == 4
+    from deepdenoise import denoise
+
+    exported = denoise(img, model=kept, noise="gaussian", backend="onnxruntime", tile=None)  # the graph exports
+    np.testing.assert_allclose(exported, whole, atol=1e-4)

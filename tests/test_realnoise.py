@@ -317,14 +317,15 @@ def test_estimate_gain_tool_chooses_on_one_split_and_reports_the_other(tmp_path:
     torch.manual_seed(0)
     model = create_model("unet_tiny_rgb", noise_map=True, map_channels=3).eval()
     weights = save_weights(model, tmp_path / "tiny")
-    best, source = tool.choose_gain(str(weights), str(pairs), "A*", [0.5, 1.0, 2.0])
-    sweep = tool.sweep(str(weights), [d for d in tool.load_pairs(pairs) if d[0].startswith("A")], [0.5, 1.0, 2.0],
-                       "folded")
-    assert best == max(sweep, key=lambda g: sweep[g])
+    best, source = tool.choose_gain(str(weights), str(pairs), "A*", [0.5, 1.0, 2.0], [0, 4])
+    grid = [(g, k) for k in (0, 4) for g in (0.5, 1.0, 2.0)]
+    sweep = tool.sweep(str(weights), [d for d in tool.load_pairs(pairs) if d[0].startswith("A")], grid, "folded")
+    assert best == max(sweep, key=lambda s: sweep[s]) and len(set(sweep.values())) > 3  # both knobs act
     assert "chosen on the 2 pairs A*" in source and "on the other 2 pairs, held out" in source
     shutil.copy(weights.with_suffix(".json"), tmp_path / "cam.json")
     tool.write_gain("cam", best, source, tmp_path)
     meta = json.loads((tmp_path / "cam.json").read_text())
-    assert meta["estimate_gain"] == best and meta["estimate_gain_source"] == source
+    assert meta["estimate_gain"] == best[0] and meta["estimate_gain_source"] == source
+    assert meta["config"]["keep_mean"] == best[1]
     with pytest.raises(SystemExit, match="not all or none"):
         tool.choose_gain(str(weights), str(pairs), "*", [1.0])

@@ -9,6 +9,7 @@ import pytest
 from deepdenoise.inference.api import denoise, denoise_with_info
 from deepdenoise.metrics import psnr
 from deepdenoise.noise import add_noise_numpy
+from deepdenoise.noise.impulse import salt_and_pepper
 
 GOLDEN = Path(__file__).with_name("golden.json")
 FLOORS = {  # minimum PSNR gain (dB) over the noisy input on the test crops
@@ -38,6 +39,20 @@ def test_color_gain_floor(astronaut: np.ndarray, name: str, sigma: float) -> Non
     assert gain >= COLOR_FLOORS[(name, sigma)]
 
 
+IMPULSE_FLOORS = {("salt_and_pepper", 0.3): 20.0, ("salt_and_pepper", 0.5): 19.0, ("bit_errors", 0.01): 5.0}
+
+
+@pytest.mark.parametrize("kind,level", sorted(IMPULSE_FLOORS))
+def test_impulse_gain_floor(camera: np.ndarray, kind: str, level: float) -> None:
+    """The network trained for impulses, named without --noise (it names the noise itself)."""
+    from deepdenoise.noise import impulse
+
+    noisy, _ = getattr(impulse, kind)(camera, level, seed=0)
+    res = denoise_with_info(noisy, model="impulse")
+    assert res.extra["restoration"] == "mask model"
+    assert psnr(res.image, camera) - psnr(noisy, camera) >= IMPULSE_FLOORS[(kind, level)]
+
+
 CAMERA_FLOORS = {  # PSNR gain (dB) on the astronaut crop with simulated camera noise, blind
     ("fast_color_real", "direct"): 7.0, ("fast_color", "pd"): 5.0,  # fast_color directly: 4.4
 }
@@ -65,6 +80,12 @@ def golden_values(camera: np.ndarray, astronaut: np.ndarray) -> dict[str, list[f
         noisy = add_noise_numpy(image[:64, :64], 25, seed=0)
         for name in (n for n in names if n in shipped_models()):
             res = denoise(noisy, sigma=25, model=name, backend="folded")  # the fp32 network
+            pixels = np.concatenate([np.atleast_1d(res[10, 10]), np.atleast_1d(res[40, 50])])
+            out[name] = [float(res.mean()), float(res.std()), *map(float, pixels)]
+    for name, image in (("impulse", camera), ("impulse_color", astronaut)):  # mask models: salt-and-pepper
+        if name in shipped_models():
+            noisy, _ = salt_and_pepper(image[:64, :64], 0.3, seed=0)
+            res = denoise(noisy, model=name, noise="impulse", density=0.3, backend="folded")
             pixels = np.concatenate([np.atleast_1d(res[10, 10]), np.atleast_1d(res[40, 50])])
             out[name] = [float(res.mean()), float(res.std()), *map(float, pixels)]
     return out

@@ -29,6 +29,10 @@ def record_evaluation(name: str, results: list[dict[str, Any]], weights_dir: Pat
             key = f"shot {r['shot']:g}, read {r['read']:g}" + (f", JPEG {r['jpeg']}" if r["jpeg"] else "")
             key += f", PD stride {r['pd_stride']}" if r["pd_stride"] > 1 else ""
             table.setdefault(f"{r['dataset']} camera noise", {})[key] = round(r["psnr_denoised"], 3)
+        elif "level" in r:  # impulses: the restored rows, keyed by density or bit error rate
+            if r["method"] != "noisy":
+                key = f"{'ber' if r['noise'] == 'biterror' else 'density'} {r['level']:g}"
+                table.setdefault(f"{r['dataset']} {r['noise']}", {})[key] = round(r["psnr"], 3)
         else:
             table.setdefault(r["dataset"], {})[f"{r['sigma']:g}"] = round(r["psnr_denoised"], 3)
     for ds in table:

@@ -162,7 +162,7 @@ def build_models_doc(out: Path, runs: Path) -> str:
         for ds, table in r["evaluation"].items():
             cells = ", ".join(f"{level_label(s)}: {v:.2f}" for s, v in table.items())
             lines.append(f"- `{r['name']}` on {ds}: {cells}")
-    if chains:
+    if chains or (img / "models_curves.png").exists():  # drawn where the runs' logs are
         lines += ["", "## Training curves", "",
                   "Validation PSNR on the test patches at sigma 25 against cumulative training time (the blind",
                   "models validate on the first 4,096 test patches, DnCNN-S on all 21,400, so the two levels are",

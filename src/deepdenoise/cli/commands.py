@@ -305,7 +305,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_benchmark(a: argparse.Namespace) -> int:
     from deepdenoise.evaluation.benchmark import CLASSIC, format_markdown, machine_info, run_benchmark, scatter_plot
     from deepdenoise.fsutil import atomic_write_text
-    from deepdenoise.weights.shipped import reference_dir, shipped_models
+    from deepdenoise.weights.shipped import reference_dir, white_noise_models
 
     for out in (a.json, a.markdown, a.plot):
         if out and not Path(out).resolve().parent.is_dir():  # found out before the run, not after it
@@ -316,7 +316,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("benchmark needs --dataset (clean images, noise added) or --pairs (noisy/clean pairs)")
     if a.noise != "gaussian":
         return _benchmark_impulse(a)
-    methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *shipped_models()]
+    methods = a.methods.split(",") if a.methods else ["reference", *CLASSIC, *white_noise_models()]
     backends = a.backend.split(",")
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:

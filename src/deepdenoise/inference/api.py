@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GRAY = ("default", "dncnn_s_sigma25")
 DEFAULT_COLOR = ("default_color",)
 CAMERA_MODEL = "camera"  # the shipped model for photos whose noise a camera made (demosaiced, compressed)
-IMPULSE_MODELS = {False: "impulse", True: "impulse_color"}  # mask models for noise='impulse' (gray, colour)
 Progress = Callable[[int, int], None]
 
 
@@ -205,9 +204,6 @@ def route(x: np.ndarray, model: str | Denoiser | None, s: Settings) -> tuple[str
     spatially correlated (as a camera's is) goes to the camera model when no model is named.
     Returns (noise kind, model, the estimate when made, notes)."""
     noise = "camera" if s.noise == "real" else s.noise
-    if noise == "impulse" and model is None:  # a network trained for impulses, where one ships
-        name = IMPULSE_MODELS[x.ndim == 3]
-        return noise, name if name in shipped_models() else None, None, []
     if noise != "auto":
         return noise, model, None, []
     if model is None and x.ndim == 3 and s.sigma is None and CAMERA_MODEL in shipped_models():
@@ -241,6 +237,8 @@ def denoise_with_info(image: np.ndarray, sigma: float | None = None, model: str 
     x = to_float(a)
     noise, model, estimate, notes = route(x, model, s)
     net, name, meta = pick_model(model, x.ndim == 3)
+    if net.takes_mask and s.noise == "auto":  # a network trained for impulses names the noise itself
+        noise = "impulse"
     if net.takes_mask and noise != "impulse":
         raise InputError(f"{name} restores impulses from a mask of corrupted samples: use noise='impulse'")
     predictor = Predictor(net, backend, tile, device)

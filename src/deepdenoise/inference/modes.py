@@ -161,21 +161,39 @@ class ImpulseMode:
 
     def _learned(self, job: Job, x: np.ndarray) -> ModeResult:
         """A network trained for impulses: the detected samples filled, the mask beside the image,
-        one pass (Gaussian noise mixed in is removed in the same pass)."""
-        import torch
-
-        from deepdenoise.noise.impulse import detect_impulses, fill_torch
+        one pass (Gaussian noise mixed in is removed in the same pass). A gray network restores a
+        colour image channel by channel: impulses strike one sample, not a pixel, so each channel's
+        mask stands on its own."""
+        from deepdenoise.noise.impulse import detect_impulses
 
         found = detect_impulses(x, self.density)
         planes = x[:, :, None] if x.ndim == 2 else x  # [H, W, C]
-        img = torch.from_numpy(np.ascontiguousarray(planes)).permute(2, 0, 1)[None]  # [1, C, H, W]
-        mask = torch.from_numpy(np.ascontiguousarray(found.reshape(planes.shape))).permute(2, 0, 1)[None].float()
-        filled = fill_torch(img, mask)
-        inp = torch.cat([filled, mask], dim=1)[0].permute(1, 2, 0).contiguous().numpy()  # [H, W, 2C]
-        den = job.predictor(inp, None, job.progress)
-        return ModeResult(np.clip(den, 0.0, 1.0), 0.0, {"impulse_density": float(found.mean()),
-                                                        "density_estimated": self.density is None,
-                                                        "restoration": "mask model"})
+        masks = found.reshape(planes.shape)
+        if job.predictor.model.config.channels == 1 and planes.shape[2] > 1:
+            den = np.stack([_mask_pass(job, planes[:, :, c:c + 1], masks[:, :, c:c + 1])
+                            for c in range(planes.shape[2])], axis=2)  # [H, W, C]
+            how = "mask model, channel by channel"
+        else:
+            den, how = _mask_pass(job, planes, masks), "mask model"
+        # every sample comes from the network, flagged or not: it also removes the impulses the
+        # detector missed (putting the unflagged samples back lost 0.02-0.6 dB on BSD68)
+        return ModeResult(np.clip(den.reshape(x.shape), 0.0, 1.0), 0.0,
+                          {"impulse_density": float(found.mean()), "density_estimated": self.density is None,
+                           "restoration": how})
+
+
+def _mask_pass(job: Job, planes: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """One pass of a mask model: planes and masks [H, W, C] -> the restored [H, W, C]."""
+    import torch
+
+    from deepdenoise.noise.impulse import fill_torch
+
+    img = torch.from_numpy(np.ascontiguousarray(planes)).permute(2, 0, 1)[None]  # [1, C, H, W]
+    mask = torch.from_numpy(np.ascontiguousarray(masks)).permute(2, 0, 1)[None].float()  # [1, C, H, W]
+    filled = fill_torch(img, mask)
+    inp = torch.cat([filled, mask], dim=1)[0].permute(1, 2, 0).contiguous().numpy()  # [H, W, 2C]
+    den = job.predictor(inp, None, job.progress)
+    return np.asarray(den).reshape(planes.shape)
 
 
 Mode = GaussianMode | CameraMode | PoissonMode | ImpulseMode

@@ -15,7 +15,7 @@ MAX_PARAMETERS = 200_000_000  # ~0.8 GB in fp32; the largest shipped model has ~
 
 RANGES: dict[str, tuple[int, int]] = {
     "depth": (1, 200), "channels": (1, 4), "features": (1, 2048), "kernel_size": (1, 15),
-    "unshuffle": (1, 8), "blocks": (0, 64), "map_channels": (1, 4),
+    "unshuffle": (1, 8), "blocks": (0, 64), "map_channels": (1, 4), "keep_mean": (0, 64),
 }
 
 

@@ -31,6 +31,7 @@ class UNetConfig:
     map_channels: int = 1  # noise-map channels (noise_map models): 1, or one per image channel
     unshuffle: int = 1  # 2: the U-Net runs at half resolution on pixel-unshuffled channels
     mask_input: bool = False  # the input carries a mask of corrupted samples after the image (impulse noise)
+    keep_mean: int = 0  # > 0: the local mean of the input is kept (Gaussian of this sigma, pixels; see keep_local_mean)
 
     def __post_init__(self) -> None:  # JSON/YAML give lists
         self.features = tuple(self.features)
@@ -48,6 +49,29 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.q_out(x + self.q_res(self.conv2(self.q_hidden(F.relu(self.conv1(x))))))
+
+
+def local_mean(x: torch.Tensor, sigma: int) -> torch.Tensor:
+    """Gaussian-weighted local mean of x [B, C, H, W] (separable, truncated at 3 sigma), normalised
+    by the weight inside the image so borders are averages of what is there.
+
+    Why a model keeps the input's local mean (``keep_mean``): noise has zero mean, so a denoiser
+    should change fine detail, never the brightness of a region. A camera photo's tone curve makes
+    the noisy image a little darker than the noise-free rendering a model is trained towards, and
+    what it learns from that moves real photos' colours (+0.6 levels in red on PolyU-Canon, where
+    the reference is the mean of many shots through the same curve)."""
+    r = 3 * sigma
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()  # [2r+1]
+    kx, ky = k.view(1, 1, 1, -1), k.view(1, 1, -1, 1)  # fixed shapes (exportable)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:  # [N, 1, H, W]
+        return F.conv2d(F.conv2d(z, kx, padding=(0, r)), ky, padding=(r, 0))
+
+    b, c, h, w = x.shape
+    planes = x.reshape(b * c, 1, h, w)  # [B*C, 1, H, W]
+    return (blur(planes) / blur(torch.ones_like(planes[:1]))).reshape(b, c, h, w)  # [B, C, H, W]
 
 
 @register_model("unet", UNetConfig)
@@ -108,7 +132,7 @@ class UNetDenoiser(Denoiser):
             radius += 2 * (2 * nb[i] * scale) + 2 * scale
             scale *= 2
         radius += 2 * nb[-1] * scale  # the middle
-        return c.unshuffle * radius + c.unshuffle - 1
+        return c.unshuffle * radius + c.unshuffle - 1 + 3 * c.keep_mean
 
     def flops_per_pixel(self) -> int:
         c = self.config
@@ -171,4 +195,6 @@ class UNetDenoiser(Denoiser):
         noise = self.tail(y)  # [B, C*u*u, H'/u, W'/u] predicted noise
         if u > 1:
             noise = F.pixel_shuffle(noise, u)  # [B, C, H', W']
+        if self.config.keep_mean:
+            noise = noise - local_mean(noise, self.config.keep_mean)  # [B, C, H', W']
         return xp[:, : self.config.channels] - noise  # the image part: a mask's channels are input only

@@ -27,6 +27,11 @@ def shipped_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
+def white_noise_models() -> list[str]:
+    """The shipped models that denoise an image on its own (not those that need a mask beside it)."""
+    return [n for n, p in shipped_models().items() if not read_meta(p)["config"].get("mask_input")]
+
+
 def describe_models() -> list[dict[str, Any]]:
     """Metadata of every shipped model, with parameter count and FLOPs per pixel."""
     rows = []
