@@ -57,7 +57,7 @@ def test_config_pairs_impulse_noise_with_a_mask_model() -> None:
         TrainConfig(model="unet_tiny", model_overrides={"mask_input": True})
 
 
-def test_train_resume_and_restore_with_a_tiny_mask_model(tmp_path: Path) -> None:
+def test_train_resume_and_restore_with_a_tiny_mask_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
     images = tmp_path / "images"
@@ -86,6 +86,13 @@ def test_train_resume_and_restore_with_a_tiny_mask_model(tmp_path: Path) -> None
     np.testing.assert_array_equal(denoise(noisy, model=model, tile=None), res.image)  # named, it names the noise
     with pytest.raises(InputError, match="noise='impulse'"):
         denoise(noisy, model=model, noise="gaussian")
+    from deepdenoise.cli import main
+
+    Image.fromarray(np.round(noisy * 255).astype(np.uint8)).save(tmp_path / "n.png")
+    weights = str(tmp_path / "run" / "best.safetensors")
+    assert main(["denoise", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--model", weights,
+                 "--sigma", "10"]) == 0  # the network names the noise; the report says sigma was not used
+    assert "a given sigma is not used" in capsys.readouterr().err
 
 
 def test_a_gray_mask_model_restores_colour_channel_by_channel() -> None:

@@ -197,6 +197,10 @@ def describe(src: Path, dst: Path, info: dict[str, Any]) -> str:
         how += f"; a blind model removes what it estimates ({info['blind_estimate']:.1f}), not more"
     if info.get("noise") == "astro":
         how = info["astro"]
+    elif info.get("noise") == "impulse" and str(info.get("restoration", "")).startswith("mask model"):
+        how = (f"impulses: {info['impulse_density']:.2%} of the samples flagged; {info['restoration']}: Gaussian part "
+               f"{info['sigma']:.1f} measured and removed in the same pass"
+               + ("" if info["sigma_estimated"] else "; a given sigma is not used"))
     elif info.get("noise") == "impulse":
         how = (f"impulses: {info['impulse_density']:.2%} of the samples restored; Gaussian part {info['sigma']:.1f} "
                + ("estimated" if info["sigma_estimated"] else "given"))
