@@ -4,6 +4,7 @@ Python reuses for the next module), bounded, and every preset honours the Denois
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +85,48 @@ def test_every_preset_honours_the_contract(name: str) -> None:
             per_pixel = nm(x, torch.full((2, nm.map_channels, 37, 31), 50.0))
         assert low.shape == x.shape and not torch.allclose(low, high)
         torch.testing.assert_close(per_pixel, high)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ensemble_is_the_mean_over_flips_and_rotations(channels: int) -> None:
+    """ensemble=N averages the outputs on the first N of the 8 flips/rotations, each turned back;
+    1 is the plain forward, and the progress counts every pass."""
+    from deepdenoise.inference.predictor import _turn, _unturn
+
+    torch.manual_seed(0)
+    model = create_model("unet_tiny" if channels == 1 else "unet_tiny_rgb").eval()
+    rng = np.random.default_rng(0)
+    x = rng.random((37, 31) if channels == 1 else (37, 31, 3), dtype=np.float32)
+    for k in range(8):
+        np.testing.assert_array_equal(_unturn(_turn(x, k), k), x)
+    plain = Predictor(model, "eager", tile=None)
+    np.testing.assert_array_equal(Predictor(model, "eager", tile=None, ensemble=1)(x), plain(x))
+    for n in (2, 8):
+        want = np.mean([_unturn(plain(np.ascontiguousarray(_turn(x, k))), k) for k in range(n)], axis=0)
+        np.testing.assert_allclose(Predictor(model, "eager", tile=None, ensemble=n)(x), want, atol=1e-5)
+    seen: list[tuple[int, int]] = []
+    big = rng.random((150, 131) if channels == 1 else (150, 131, 3), dtype=np.float32)
+    tiled = Predictor(model, "eager", tile=16, ensemble=4)
+    tiled(big, progress=lambda d, t: seen.append((d, t)))  # several tiles per pass
+    assert seen[-1][0] == seen[-1][1] > 4 and len({t for _, t in seen}) == 1  # one bar over all passes
+    assert not np.allclose(Predictor(model, "eager", tile=None, ensemble=8)(x), plain(x), atol=1e-4)
+    with pytest.raises(ValueError, match="ensemble"):
+        Predictor(model, "eager", ensemble=3)
+
+
+def test_ensemble_setting_is_checked_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from deepdenoise import denoise_with_info
+    from deepdenoise.cli import main
+    from deepdenoise.errors import InputError
+
+    x = np.random.default_rng(1).random((37, 31), dtype=np.float32)
+    with pytest.raises(InputError, match="ensemble"):
+        denoise_with_info(x, model="fast", ensemble=3)
+    assert denoise_with_info(x, model="fast", ensemble=4).extra["ensemble"] == 4
+    Image.fromarray((x * 255).astype(np.uint8)).save(tmp_path / "n.png")
+    assert main(["denoise", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--ensemble", "4"]) == 0
+    assert "mean of 4 flips/rotations" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["denoise", str(tmp_path / "n.png"), "-o", str(tmp_path / "p.png"), "--ensemble", "3"])

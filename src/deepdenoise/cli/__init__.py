@@ -169,6 +169,8 @@ def _evaluate_parser(sub: Any) -> None:
     s.add_argument("--pairs-glob", dest="pairs_glob", help="with --pairs: glob picking the noisy files")
     s.add_argument("--noise-scale", dest="noise_scale", type=_scale, default=1.0,
                    help="with --pairs: multiply the estimated noise level")
+    s.add_argument("--ensemble", type=int, choices=[1, 2, 4, 8], default=1,
+                   help="with --pairs: average the result over this many flips/rotations")
     s.add_argument("--synthetic", choices=["astro"], help="astro: simulated sky fields (stars, galaxies, sky, "
                    "Poisson + read noise): PSNR, aperture photometry and 5-sigma detections against the truth")
     s.add_argument("--fields", type=_bounded_int("fields", 1, 1000), default=4, help="--synthetic: how many fields")
@@ -200,6 +202,9 @@ def _denoise_parser(sub: Any) -> None:
     s.add_argument("--noise-scale", dest="noise_scale", type=_scale, default=1.0,
                    help="multiply the noise level the model is given (estimated or --sigma): 1.5 removes "
                    "more, 0.7 keeps more detail (default 1)")
+    s.add_argument("--ensemble", type=int, choices=[1, 2, 4, 8], default=1,
+                   help="average the result over this many flips/rotations of the image: a little cleaner "
+                   "(+0.1 dB on real camera photos at 4), that many times slower (default 1)")
     s.add_argument("--model")
     s.add_argument("--gray", action="store_true", help="process colour images as luminance")
     s.add_argument("--tile", type=int, default=512,

@@ -94,6 +94,8 @@ def _evaluate_astro(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.pairs:
         return _evaluate_pairs(a)
+    if a.ensemble != 1:
+        raise DeepDenoiseError("--ensemble applies to --pairs")
     if a.synthetic:
         return _evaluate_astro(a)
     if a.noise in ("impulse", "random", "biterror"):
@@ -190,8 +192,9 @@ def _evaluate_pairs(a: argparse.Namespace) -> int:
     noise = "camera" if a.noise in ("camera", "real") else "auto"
     backend = "auto" if a.backend == "eager" else a.backend
     row = score_pairs(lambda y: denoise(y, model=a.model, noise=noise, backend=backend,
-                                        noise_scale=a.noise_scale), data)
-    row.update(model=a.model or "default", noise=noise, noise_scale=a.noise_scale, dataset=Path(a.pairs).name)
+                                        noise_scale=a.noise_scale, ensemble=a.ensemble), data)
+    row.update(model=a.model or "default", noise=noise, noise_scale=a.noise_scale, dataset=Path(a.pairs).name,
+               ensemble=a.ensemble)
     print(f"{'pairs':<16} {'model':<16} {'n':>4} {'PSNR noisy':>11} {'PSNR out':>9} {'SSIM out':>9} {'MP/s':>7}")
     print(f"{row['dataset']:<16} {row['model']:<16} {row['images']:>4d} {row['psnr_noisy']:>11.2f} "
           f"{row['psnr']:>9.2f} {row['ssim']:>9.4f} {row['mp_per_s']:>7.3f}")
@@ -212,7 +215,8 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         raise DeepDenoiseError("--density applies to --noise impulse")
     check_device(a.backend, a.device)
     opts = DenoiseOptions(a.sigma, a.model, a.tile, a.gray, a.backend, a.noise, a.peak, a.pd_stride, a.strength,
-                          a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density, a.device)
+                          a.noise_scale, a.max_pixels or None, a.hdu, a.gain, a.read_noise, a.density, a.device,
+                          a.ensemble)
     if a.engine == "ray" or a.address:
         return _denoise_ray(a, opts)
     return _denoise_path(a.input, a.output, opts, overwrite=a.overwrite, jobs=a.jobs, hidden=a.hidden)

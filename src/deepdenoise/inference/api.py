@@ -20,7 +20,7 @@ import torch
 from deepdenoise.defaults import NOISE_KINDS
 from deepdenoise.errors import InputError, ModelError
 from deepdenoise.inference.modes import Job, make_mode
-from deepdenoise.inference.predictor import Predictor
+from deepdenoise.inference.predictor import ENSEMBLES, Predictor
 from deepdenoise.inference.tiling import DEFAULT_TILE
 from deepdenoise.models import Denoiser
 from deepdenoise.noise import estimate_sigma
@@ -71,6 +71,7 @@ class Settings:
     strength: float = 1.0
     noise_scale: float = 1.0
     density: float | None = None
+    ensemble: int = 1  # passes over flips/rotations, averaged (1, 2, 4 or 8)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -96,6 +97,8 @@ def check_settings(s: Settings) -> None:
         raise InputError("peak applies to noise='poisson'")
     if s.density is not None and (s.noise != "impulse" or not _number(s.density) or not 0 < s.density < 1):
         raise InputError("density applies to noise='impulse' and is a fraction between 0 and 1")
+    if isinstance(s.ensemble, bool) or s.ensemble not in ENSEMBLES:
+        raise InputError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))} (got {s.ensemble!r})")
     if s.peak is not None and not (np.isfinite(s.peak) and 1e-3 <= s.peak <= 1e9):
         raise InputError(f"peak must be a number of photons from 0.001 to 1e9 (got {s.peak})")
 
@@ -241,8 +244,10 @@ def denoise_with_info(image: np.ndarray, sigma: float | None = None, model: str 
         noise = "impulse"
     if net.takes_mask and noise != "impulse":
         raise InputError(f"{name} restores impulses from a mask of corrupted samples: use noise='impulse'")
-    predictor = Predictor(net, backend, tile, device)
+    predictor = Predictor(net, backend, tile, device, s.ensemble)
     extra: dict[str, Any] = {"noise_scale": float(s.noise_scale)}
+    if s.ensemble > 1:
+        extra["ensemble"] = s.ensemble
     keep = 0.0  # a blind model told a level below its estimate keeps part of the noise: needs the noisy image
     if not net.noise_input and noise == "gaussian" and (sigma is not None or s.noise_scale != 1):
         keep = blind_keep(x, (sigma if sigma is not None else estimate_sigma(x)) * s.noise_scale, extra)

@@ -75,7 +75,10 @@ class Predictor:
     free memory; the image itself always stays in host memory."""
 
     def __init__(self, model: Denoiser, backend: str = "auto", tile: int | None = DEFAULT_TILE,
-                 device: str | torch.device | None = "cpu") -> None:
+                 device: str | torch.device | None = "cpu", ensemble: int = 1) -> None:
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLES} (got {ensemble!r})")
+        self.ensemble = ensemble
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.model = model.eval()
         self.backend = resolve_backend(model, backend, self.device.type)
@@ -97,5 +100,39 @@ class Predictor:
                  progress: Progress | None = None, inplace: bool = False, **kw: Any) -> np.ndarray:
         """Denoise a float [H, W] or [H, W, 3] array; a noise-map model given no level gets the
         image's estimated noise-level function. With ``inplace`` a writable float32 ``image``
-        receives the result."""
-        return apply_model(self.model, image, level, self.tile, progress, self.forward, inplace=inplace, **kw)
+        receives the result. With ``ensemble`` > 1 the result is the mean over that many flips and
+        rotations of the image (each undone on its output)."""
+        if self.ensemble == 1:
+            return apply_model(self.model, image, level, self.tile, progress, self.forward, inplace=inplace, **kw)
+        n = self.ensemble
+        total = np.zeros(image.shape, dtype=np.float32)  # [H, W(, C)]
+        for k in range(n):
+            def tick(done: int, of: int, k: int = k) -> None:
+                if progress:
+                    progress(k * of + done, n * of)
+
+            out = apply_model(self.model, np.ascontiguousarray(_turn(image, k)), level, self.tile, tick,
+                              self.forward, **kw)
+            total += _unturn(out, k)
+        total /= n
+        if inplace:
+            image[...] = total
+            return image
+        return total
+
+
+ENSEMBLES = (1, 2, 4, 8)  # passes of the self-ensemble: the identity, then flips, then transposes
+
+
+def _turn(x: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the 8 flips/rotations of x [H, W(, C)] (0: itself; 1-3 keep the shape; a view)."""
+    y = x[:, ::-1] if k & 1 else x
+    y = y[::-1] if k & 2 else y
+    return y.swapaxes(0, 1) if k & 4 else y
+
+
+def _unturn(y: np.ndarray, k: int) -> np.ndarray:
+    """Undo :func:`_turn` for the same k."""
+    x = y.swapaxes(0, 1) if k & 4 else y
+    x = x[::-1] if k & 2 else x
+    return x[:, ::-1] if k & 1 else x
